@@ -1,0 +1,178 @@
+// Package backend is the Pure1 secrets engine: a Vault logical backend that
+// keeps Pure1 application keys and issues Pure1 JWTs and access tokens as
+// leases.
+package backend
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/pure1vault/vault-plugin-secrets-pure1/backend/pure1"
+)
+
+// Version is the plugin's running version, set at build time with
+// -ldflags "-X .../backend.Version=vX.Y.Z". Vault shows it in `vault plugin
+// list` and checks it against the version the plugin is registered with.
+var Version = "v0.0.0-dev"
+
+const backendHelp = `
+The Pure1 secrets engine issues credentials for the Pure Storage Pure1 REST API.
+
+It keeps a Pure1 application's RSA private key (imported, or generated inside
+Vault so that it never exists anywhere else) under config/<name>. Roles under
+roles/<name> choose a config, whether to return the signed JWT itself or to
+exchange it with Pure1 for an access token, and the lease TTLs. Reading
+creds/<role> returns the credential as a lease that ends no later than the
+credential does.
+`
+
+// Factory is the logical.Factory Vault calls to create a mount of the engine.
+func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend, error) {
+	b := newBackend(Options{})
+	if err := b.Setup(ctx, conf); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// Options are what tests replace: the clock and the Pure1 client.
+type Options struct {
+	Exchanger pure1.Exchanger
+	Now       func() time.Time
+}
+
+type backend struct {
+	*framework.Backend
+
+	exchanger pure1.Exchanger
+	now       func() time.Time
+
+	// writeLock serialises writes and deletes of configs and roles, so a
+	// read-modify-write cannot interleave with another and a role cannot be
+	// created for a config that is being deleted.
+	writeLock sync.Mutex
+
+	// cacheLock guards configs, roles and gen. Parsed keys and roles are kept
+	// in memory so that a creds read decodes, decrypts and parses nothing.
+	cacheLock sync.RWMutex
+	configs   map[string]*config
+	roles     map[string]*roleEntry
+	// gen counts invalidations; a cache fill that raced one is dropped, so a
+	// slow reader cannot put back what a write just replaced.
+	gen uint64
+
+	tokens  *tokenCache
+	flights *flightGroup
+}
+
+func newBackend(opts Options) *backend {
+	b := &backend{
+		exchanger: opts.Exchanger,
+		now:       opts.Now,
+		configs:   make(map[string]*config),
+		roles:     make(map[string]*roleEntry),
+		tokens:    newTokenCache(),
+		flights:   newFlightGroup(),
+	}
+	if b.now == nil {
+		b.now = time.Now
+	}
+	b.Backend = &framework.Backend{
+		Help:        strings.TrimSpace(backendHelp),
+		BackendType: logical.TypeLogical,
+		PathsSpecial: &logical.Paths{
+			// The private keys live under config/: seal-wrap them where the
+			// seal supports it (Enterprise HSM/KMS seals).
+			SealWrapStorage: []string{configStoragePrefix},
+		},
+		Paths: framework.PathAppend(
+			pathConfig(b),
+			pathRoles(b),
+			pathCreds(b),
+		),
+		Secrets:        []*framework.Secret{secretCredential(b)},
+		Invalidate:     b.invalidate,
+		RunningVersion: Version,
+	}
+	return b
+}
+
+// Setup builds the Pure1 client once Vault's logger is available.
+func (b *backend) Setup(ctx context.Context, conf *logical.BackendConfig) error {
+	if err := b.Backend.Setup(ctx, conf); err != nil {
+		return err
+	}
+	if b.exchanger == nil {
+		b.exchanger = pure1.NewHTTPExchanger(pure1.HTTPExchangerOptions{Logger: b.Logger().Named("pure1")})
+	}
+	return nil
+}
+
+// invalidate runs on performance standbys and replicas when another node
+// changed storage: drop what was cached for that key.
+func (b *backend) invalidate(_ context.Context, key string) {
+	switch {
+	case strings.HasPrefix(key, configStoragePrefix):
+		b.dropConfig(strings.TrimPrefix(key, configStoragePrefix))
+	case strings.HasPrefix(key, roleStoragePrefix):
+		b.dropRole(strings.TrimPrefix(key, roleStoragePrefix))
+	}
+}
+
+func (b *backend) dropConfig(name string) {
+	b.cacheLock.Lock()
+	delete(b.configs, name)
+	b.gen++
+	b.cacheLock.Unlock()
+	b.tokens.dropConfig(name)
+}
+
+func (b *backend) dropRole(name string) {
+	b.cacheLock.Lock()
+	delete(b.roles, name)
+	b.gen++
+	b.cacheLock.Unlock()
+	b.tokens.dropRole(name)
+}
+
+// rejectUnknownFields turns a typo such as privat_key into an error instead of
+// a silently ignored parameter.
+func rejectUnknownFields(req *logical.Request, d *framework.FieldData) error {
+	var unknown []string
+	for k := range req.Data {
+		if _, ok := d.Schema[k]; !ok {
+			unknown = append(unknown, k)
+		}
+	}
+	if len(unknown) == 0 {
+		return nil
+	}
+	sort.Strings(unknown)
+	known := make([]string, 0, len(d.Schema))
+	for k := range d.Schema {
+		if k != "name" {
+			known = append(known, k)
+		}
+	}
+	sort.Strings(known)
+	return fmt.Errorf("unknown field(s) %s: this path takes %s", strings.Join(unknown, ", "), strings.Join(known, ", "))
+}
+
+// checkLength keeps oversized values out of storage and memory.
+func checkLength(field, value string, max int) error {
+	if len(value) > max {
+		return fmt.Errorf("%s is %d bytes, more than the %d allowed", field, len(value), max)
+	}
+	return nil
+}
+
+// nameRegex is framework.GenericNameRegex anchored, for names given in fields.
+var nameRegex = regexp.MustCompile(`^\w(([\w-.]+)?\w)?$`)

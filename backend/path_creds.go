@@ -1,0 +1,240 @@
+package backend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/pure1vault/vault-plugin-secrets-pure1/backend/pure1"
+)
+
+// Fields of a creds/<role> response.
+const (
+	fieldJWT         = "jwt"
+	fieldAccessToken = "access_token"
+	fieldTokenType   = "token_type"
+	fieldExpiresAt   = "expires_at"
+	fieldMaxRole     = "max_role"
+	fieldOrg         = "org"
+)
+
+// exchangeJWTLifetime is the lifetime of the JWT Vault signs only to trade it
+// for an access token at once: short, so a leaked one is worth little.
+const exchangeJWTLifetime = 60 * time.Second
+
+const (
+	credsHelpSynopsis    = "Issue a Pure1 credential for a role, as a lease."
+	credsHelpDescription = `
+Reading creds/<role> signs a JWT with the role's config key. For a jwt role the
+JWT is the credential (fields jwt, app_id, expires_at). For an access_token role
+Vault exchanges it with Pure1 and returns access_token, token_type, expires_at,
+app_id, and the token's max_role and org when it carries them.
+
+The lease is not renewable and ends no later than the credential: read again
+for a new one (Vault Agent does so before the lease ends). Revoking the lease
+does not revoke the credential: Pure1 has no revocation endpoint, so a JWT or
+access token stays valid until it expires. Keep TTLs short where that matters.
+`
+)
+
+func pathCreds(b *backend) []*framework.Path {
+	return []*framework.Path{{
+		Pattern: "creds/" + framework.GenericNameRegex("name"),
+		DisplayAttrs: &framework.DisplayAttributes{
+			OperationPrefix: "pure1",
+			OperationVerb:   "generate",
+			OperationSuffix: "credentials",
+		},
+		Fields: map[string]*framework.FieldSchema{
+			"name": {
+				Type:        framework.TypeString,
+				Description: "Name of the role.",
+				Required:    true,
+			},
+		},
+		Operations: map[logical.Operation]framework.OperationHandler{
+			logical.ReadOperation: &framework.PathOperation{
+				Callback: b.pathCredsRead,
+				Summary:  "Issue a Pure1 JWT or access token as a lease.",
+				Responses: map[int][]framework.Response{
+					200: {{
+						Description: "OK",
+						Fields: map[string]*framework.FieldSchema{
+							fieldJWT:         {Type: framework.TypeString, Description: "jwt roles: the signed JWT.", DisplayAttrs: &framework.DisplayAttributes{Sensitive: true}},
+							fieldAccessToken: {Type: framework.TypeString, Description: "access_token roles: the Pure1 access token.", DisplayAttrs: &framework.DisplayAttributes{Sensitive: true}},
+							fieldTokenType:   {Type: framework.TypeString, Description: "access_token roles: Bearer."},
+							fieldExpiresAt:   {Type: framework.TypeTime, Description: "When the credential expires (RFC 3339)."},
+							fieldAppID:       {Type: framework.TypeString, Description: "The Pure1 application ID."},
+							fieldMaxRole:     {Type: framework.TypeString, Description: "access_token roles: the token's max_role, when present."},
+							fieldOrg:         {Type: framework.TypeString, Description: "access_token roles: the token's org, when present."},
+						},
+					}},
+				},
+			},
+		},
+		HelpSynopsis:    credsHelpSynopsis,
+		HelpDescription: strings.TrimSpace(credsHelpDescription),
+	}}
+}
+
+func (b *backend) pathCredsRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	roleName := d.Get("name").(string)
+	role, err := b.getRole(ctx, req.Storage, roleName)
+	if err != nil {
+		return nil, err
+	}
+	if role == nil {
+		return logical.ErrorResponse("role %q does not exist: create it with vault write %sroles/%s config=<config name>, or list roles with vault list %sroles",
+			roleName, req.MountPoint, roleName, req.MountPoint), nil
+	}
+	cfg, err := b.getConfig(ctx, req.Storage, role.Config)
+	if err != nil {
+		return nil, err
+	}
+	if cfg == nil {
+		return logical.ErrorResponse("config %q of role %q does not exist: create it, or point the role at another config", role.Config, roleName), nil
+	}
+	if cfg.signer == nil {
+		return logical.ErrorResponse("config %q has no app_id: register the public key in Pure1 (Administration > API Registration) "+
+			"and write app_id: vault write %sconfig/%s app_id=pure1:apikey:...", role.Config, req.MountPoint, role.Config), nil
+	}
+	if role.CredentialType == credentialJWT {
+		return b.issueJWT(roleName, role, cfg)
+	}
+	return b.issueAccessToken(ctx, roleName, role, cfg)
+}
+
+// leaseCap is the longest lease a role may get: its max_ttl, else the mount's.
+func (b *backend) leaseCap(role *roleEntry) time.Duration {
+	limit := b.System().MaxLeaseTTL()
+	if role.MaxTTL > 0 && (limit <= 0 || role.MaxTTL < limit) {
+		limit = role.MaxTTL
+	}
+	return limit
+}
+
+func (b *backend) issueJWT(roleName string, role *roleEntry, cfg *config) (*logical.Response, error) {
+	life := role.TTL
+	if life <= 0 {
+		life = defaultJWTTTL
+	}
+	if limit := b.leaseCap(role); limit > 0 && life > limit {
+		life = limit
+	}
+	now := b.now()
+	token, expiresAt, err := cfg.signer.Sign(now, life)
+	if err != nil {
+		return nil, err
+	}
+	resp := b.Secret(secretCredentialType).Response(map[string]interface{}{
+		fieldJWT:       token,
+		fieldAppID:     cfg.signer.AppID(),
+		fieldExpiresAt: expiresAt.Format(time.RFC3339),
+	}, map[string]interface{}{
+		"role":              roleName,
+		fieldCredentialType: credentialJWT,
+	})
+	// The JWT's exp is whole seconds after iat (now truncated), so the lease
+	// measured from now ends no later than the JWT.
+	setLease(resp, expiresAt.Sub(now))
+	return resp, nil
+}
+
+func (b *backend) issueAccessToken(ctx context.Context, roleName string, role *roleEntry, cfg *config) (*logical.Response, error) {
+	var margin time.Duration
+	tok := (*pure1.AccessToken)(nil)
+	if role.ReuseAccessToken {
+		margin = role.ReuseMargin
+		tok = b.tokens.get(roleName, cfg, b.now(), margin)
+	}
+	if tok == nil {
+		var err error
+		tok, err = b.exchange(ctx, roleName, cfg)
+		if err != nil {
+			return exchangeErrorResponse(err, cfg)
+		}
+		if role.ReuseAccessToken {
+			b.tokens.put(roleName, cfg, tok)
+		}
+	}
+
+	now := b.now()
+	ttl := tok.ExpiresAt.Sub(now) - margin
+	if role.TTL > 0 && role.TTL < ttl {
+		ttl = role.TTL
+	}
+	if limit := b.leaseCap(role); limit > 0 && ttl > limit {
+		ttl = limit
+	}
+	if ttl < time.Second {
+		return nil, fmt.Errorf("Pure1 issued an access token that expires at %s, too soon to lease: check the clock of this Vault node", tok.ExpiresAt.Format(time.RFC3339))
+	}
+	data := map[string]interface{}{
+		fieldAccessToken: tok.Token,
+		fieldTokenType:   tok.TokenType,
+		fieldExpiresAt:   tok.ExpiresAt.Format(time.RFC3339),
+		fieldAppID:       cfg.signer.AppID(),
+	}
+	if tok.MaxRole != "" {
+		data[fieldMaxRole] = tok.MaxRole
+	}
+	if tok.Org != "" {
+		data[fieldOrg] = tok.Org
+	}
+	resp := b.Secret(secretCredentialType).Response(data, map[string]interface{}{
+		"role":              roleName,
+		fieldCredentialType: credentialAccessToken,
+	})
+	setLease(resp, ttl)
+	return resp, nil
+}
+
+func setLease(resp *logical.Response, ttl time.Duration) {
+	resp.Secret.TTL = ttl
+	resp.Secret.MaxTTL = ttl
+	resp.Secret.Renewable = false
+}
+
+// exchange trades a fresh JWT for an access token, with at most one exchange
+// in flight per role and key: concurrent readers share its answer.
+func (b *backend) exchange(ctx context.Context, roleName string, cfg *config) (*pure1.AccessToken, error) {
+	key := roleName + "\x00" + cfg.identity()
+	return b.flights.do(ctx, key, func(ctx context.Context) (*pure1.AccessToken, error) {
+		jwt, _, err := cfg.signer.Sign(b.now(), exchangeJWTLifetime)
+		if err != nil {
+			return nil, err
+		}
+		start := time.Now()
+		tok, err := b.exchanger.Exchange(ctx, cfg.entry.TokenURL, jwt)
+		if err != nil {
+			b.Logger().Warn("Pure1 token exchange failed", "role", roleName, "app_id", cfg.signer.AppID(), "error", err)
+			return nil, err
+		}
+		b.Logger().Debug("Pure1 token exchanged", "role", roleName, "app_id", cfg.signer.AppID(),
+			"expires_at", tok.ExpiresAt.Format(time.RFC3339), "duration", time.Since(start))
+		return tok, nil
+	})
+}
+
+// exchangeErrorResponse explains a failed exchange. Pure1's refusals are the
+// operator's to fix (400); outages and bad answers are Pure1's (502), which
+// tells clients such as Vault Agent that trying again later may work.
+func exchangeErrorResponse(err error, cfg *config) (*logical.Response, error) {
+	switch {
+	case errors.Is(err, pure1.ErrRejected):
+		return logical.ErrorResponse("Pure1 rejected the token exchange for app_id %q: %v. Check that app_id is the application whose "+
+			"registered public key has fingerprint %s (vault read the config to compare), and that this node's clock is right",
+			cfg.signer.AppID(), err, cfg.key.Fingerprint()), nil
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		if !errors.Is(err, pure1.ErrUnavailable) {
+			return nil, err
+		}
+	}
+	return nil, logical.CodedError(http.StatusBadGateway, fmt.Sprintf("Pure1 token exchange at %s failed: %v", cfg.entry.TokenURL, err))
+}

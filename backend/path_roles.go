@@ -1,0 +1,354 @@
+package backend
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+const roleStoragePrefix = "roles/"
+
+// Fields of roles/<name>.
+const (
+	fieldConfig           = "config"
+	fieldCredentialType   = "credential_type"
+	fieldTTL              = "ttl"
+	fieldMaxTTL           = "max_ttl"
+	fieldReuseAccessToken = "reuse_access_token"
+	fieldReuseMargin      = "reuse_margin"
+)
+
+// Credential types a role issues.
+const (
+	credentialAccessToken = "access_token"
+	credentialJWT         = "jwt"
+)
+
+const (
+	// defaultJWTTTL is the lifetime of a jwt role's JWT when ttl is unset.
+	defaultJWTTTL = time.Hour
+	// defaultReuseMargin is how long before its end a shared access token
+	// stops being handed out, so no lease outlives the token.
+	defaultReuseMargin = 10 * time.Minute
+	// maxReuseMargin keeps the margin below Pure1's ~10 h token lifetime.
+	maxReuseMargin = 5 * time.Hour
+)
+
+const (
+	rolesHelpSynopsis    = "Manage roles: which Pure1 config to use, what credential to issue, and for how long."
+	rolesHelpDescription = `
+A role names a config and the kind of credential creds/<role> returns:
+
+  credential_type=access_token (default)  Vault signs a short-lived JWT and
+      exchanges it with Pure1; the lease carries the Pure1 access token.
+  credential_type=jwt  the signed JWT itself, for tools that take a Pure1 JWT
+      (such as Pure's vSphere plugin). Its lifetime is the role's ttl (1h if unset).
+
+ttl and max_ttl bound the lease; an access_token lease also never outlives the
+token (unset ttl: the token's own lifetime). reuse_access_token=true lets reads
+share a still-valid access token until reuse_margin before it expires, so a
+fleet of readers costs Pure1 one exchange per token lifetime.
+`
+	rolesListHelpSynopsis = "List role names."
+)
+
+func pathRoles(b *backend) []*framework.Path {
+	return []*framework.Path{
+		{
+			Pattern: strings.TrimSuffix(roleStoragePrefix, "/") + "/" + framework.GenericNameRegex("name"),
+			DisplayAttrs: &framework.DisplayAttributes{
+				OperationPrefix: "pure1",
+				OperationSuffix: "role",
+			},
+			Fields: map[string]*framework.FieldSchema{
+				"name": {
+					Type:        framework.TypeString,
+					Description: "Name of the role; creds/<name> issues its credentials.",
+					Required:    true,
+				},
+				fieldConfig: {
+					Type:        framework.TypeString,
+					Description: "Name of the config (Pure1 application) whose key signs. Required.",
+				},
+				fieldCredentialType: {
+					Type:          framework.TypeString,
+					Default:       credentialAccessToken,
+					AllowedValues: []interface{}{credentialAccessToken, credentialJWT},
+					Description:   "access_token: exchange the JWT with Pure1 and return the access token. jwt: return the signed JWT.",
+				},
+				fieldTTL: {
+					Type:        framework.TypeDurationSecond,
+					Description: "Lease TTL. Unset: 1h for jwt roles, the access token's own lifetime for access_token roles.",
+				},
+				fieldMaxTTL: {
+					Type:        framework.TypeDurationSecond,
+					Description: "Upper bound of the lease TTL. Unset: the mount's max lease TTL.",
+				},
+				fieldReuseAccessToken: {
+					Type:        framework.TypeBool,
+					Description: "access_token roles: hand out a still-valid access token to later reads instead of exchanging again.",
+				},
+				fieldReuseMargin: {
+					Type:        framework.TypeDurationSecond,
+					Default:     int(defaultReuseMargin / time.Second),
+					Description: "With reuse_access_token: stop sharing a token this long before it expires; its leases end by then.",
+				},
+			},
+			ExistenceCheck: b.pathRoleExists,
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.CreateOperation: &framework.PathOperation{
+					Callback:                    b.pathRoleWrite,
+					Summary:                     "Create a role.",
+					ForwardPerformanceStandby:   true,
+					ForwardPerformanceSecondary: true,
+					Responses:                   roleResponses,
+				},
+				logical.UpdateOperation: &framework.PathOperation{
+					Callback:                    b.pathRoleWrite,
+					Summary:                     "Update a role; unset fields keep their values.",
+					ForwardPerformanceStandby:   true,
+					ForwardPerformanceSecondary: true,
+					Responses:                   roleResponses,
+				},
+				logical.ReadOperation: &framework.PathOperation{
+					Callback:  b.pathRoleRead,
+					Summary:   "Read a role.",
+					Responses: roleResponses,
+				},
+				logical.DeleteOperation: &framework.PathOperation{
+					Callback:                    b.pathRoleDelete,
+					Summary:                     "Delete a role. Leases already issued run to their end.",
+					ForwardPerformanceStandby:   true,
+					ForwardPerformanceSecondary: true,
+				},
+			},
+			HelpSynopsis:    rolesHelpSynopsis,
+			HelpDescription: strings.TrimSpace(rolesHelpDescription),
+		},
+		{
+			Pattern: strings.TrimSuffix(roleStoragePrefix, "/") + "/?$",
+			DisplayAttrs: &framework.DisplayAttributes{
+				OperationPrefix: "pure1",
+				OperationSuffix: "roles",
+			},
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.ListOperation: &framework.PathOperation{
+					Callback: b.pathRoleList,
+					Summary:  "List role names.",
+				},
+			},
+			HelpSynopsis:    rolesListHelpSynopsis,
+			HelpDescription: rolesListHelpSynopsis,
+		},
+	}
+}
+
+var roleResponses = map[int][]framework.Response{
+	200: {{
+		Description: "OK",
+		Fields: map[string]*framework.FieldSchema{
+			fieldConfig:           {Type: framework.TypeString},
+			fieldCredentialType:   {Type: framework.TypeString},
+			fieldTTL:              {Type: framework.TypeDurationSecond},
+			fieldMaxTTL:           {Type: framework.TypeDurationSecond},
+			fieldReuseAccessToken: {Type: framework.TypeBool},
+			fieldReuseMargin:      {Type: framework.TypeDurationSecond},
+		},
+	}},
+}
+
+// roleEntry is what is stored at roles/<name>.
+type roleEntry struct {
+	Config           string        `json:"config"`
+	CredentialType   string        `json:"credential_type"`
+	TTL              time.Duration `json:"ttl"`
+	MaxTTL           time.Duration `json:"max_ttl"`
+	ReuseAccessToken bool          `json:"reuse_access_token"`
+	ReuseMargin      time.Duration `json:"reuse_margin"`
+}
+
+func (r *roleEntry) responseData() map[string]interface{} {
+	return map[string]interface{}{
+		fieldConfig:           r.Config,
+		fieldCredentialType:   r.CredentialType,
+		fieldTTL:              int64(r.TTL / time.Second),
+		fieldMaxTTL:           int64(r.MaxTTL / time.Second),
+		fieldReuseAccessToken: r.ReuseAccessToken,
+		fieldReuseMargin:      int64(r.ReuseMargin / time.Second),
+	}
+}
+
+func readRoleEntry(ctx context.Context, s logical.Storage, name string) (*roleEntry, error) {
+	raw, err := s.Get(ctx, roleStoragePrefix+name)
+	if err != nil {
+		return nil, fmt.Errorf("reading role %q: %w", name, err)
+	}
+	if raw == nil {
+		return nil, nil
+	}
+	var r roleEntry
+	if err := raw.DecodeJSON(&r); err != nil {
+		return nil, fmt.Errorf("decoding role %q: %w", name, err)
+	}
+	return &r, nil
+}
+
+// getRole returns the role from the cache or storage; nil if there is none.
+func (b *backend) getRole(ctx context.Context, s logical.Storage, name string) (*roleEntry, error) {
+	b.cacheLock.RLock()
+	r, ok := b.roles[name]
+	gen := b.gen
+	b.cacheLock.RUnlock()
+	if ok {
+		return r, nil
+	}
+	r, err := readRoleEntry(ctx, s, name)
+	if err != nil || r == nil {
+		return nil, err
+	}
+	b.cacheLock.Lock()
+	if b.gen == gen {
+		b.roles[name] = r
+	}
+	b.cacheLock.Unlock()
+	return r, nil
+}
+
+func (b *backend) pathRoleExists(ctx context.Context, req *logical.Request, d *framework.FieldData) (bool, error) {
+	r, err := readRoleEntry(ctx, req.Storage, d.Get("name").(string))
+	return r != nil, err
+}
+
+func (b *backend) pathRoleRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	r, err := b.getRole(ctx, req.Storage, d.Get("name").(string))
+	if err != nil || r == nil {
+		return nil, err
+	}
+	return &logical.Response{Data: r.responseData()}, nil
+}
+
+func (b *backend) pathRoleList(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+	names, err := req.Storage.List(ctx, roleStoragePrefix)
+	if err != nil {
+		return nil, fmt.Errorf("listing roles: %w", err)
+	}
+	return logical.ListResponse(names), nil
+}
+
+func (b *backend) pathRoleDelete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	name := d.Get("name").(string)
+	b.writeLock.Lock()
+	defer b.writeLock.Unlock()
+	if err := req.Storage.Delete(ctx, roleStoragePrefix+name); err != nil {
+		return nil, fmt.Errorf("deleting role %q: %w", name, err)
+	}
+	b.dropRole(name)
+	return nil, nil
+}
+
+func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	if err := rejectUnknownFields(req, d); err != nil {
+		return logical.ErrorResponse(err.Error()), nil
+	}
+	name := d.Get("name").(string)
+
+	b.writeLock.Lock()
+	defer b.writeLock.Unlock()
+
+	old, err := readRoleEntry(ctx, req.Storage, name)
+	if err != nil {
+		return nil, err
+	}
+	r := roleEntry{CredentialType: credentialAccessToken, ReuseMargin: defaultReuseMargin}
+	if old != nil {
+		r = *old
+	}
+	if v, ok := d.GetOk(fieldConfig); ok {
+		r.Config = strings.TrimSpace(v.(string))
+	}
+	if v, ok := d.GetOk(fieldCredentialType); ok {
+		r.CredentialType = v.(string)
+	}
+	if v, ok := d.GetOk(fieldTTL); ok {
+		r.TTL = time.Duration(v.(int)) * time.Second
+	}
+	if v, ok := d.GetOk(fieldMaxTTL); ok {
+		r.MaxTTL = time.Duration(v.(int)) * time.Second
+	}
+	if v, ok := d.GetOk(fieldReuseAccessToken); ok {
+		r.ReuseAccessToken = v.(bool)
+	}
+	if v, ok := d.GetOk(fieldReuseMargin); ok {
+		r.ReuseMargin = time.Duration(v.(int)) * time.Second
+	}
+	if msg := b.validateRole(&r); msg != "" {
+		return logical.ErrorResponse(msg), nil
+	}
+	cfg, err := readConfigEntry(ctx, req.Storage, r.Config)
+	if err != nil {
+		return nil, err
+	}
+	if cfg == nil {
+		return logical.ErrorResponse("config %q does not exist: create it first (vault write %sconfig/%s generate_key=true, or with private_key=@private.pem)",
+			r.Config, req.MountPoint, r.Config), nil
+	}
+
+	je, err := logical.StorageEntryJSON(roleStoragePrefix+name, r)
+	if err != nil {
+		return nil, fmt.Errorf("encoding role %q: %w", name, err)
+	}
+	if err := req.Storage.Put(ctx, je); err != nil {
+		return nil, fmt.Errorf("storing role %q: %w", name, err)
+	}
+	b.dropRole(name)
+
+	resp := &logical.Response{Data: r.responseData()}
+	if cfg.AppID == "" {
+		resp.AddWarning(fmt.Sprintf("config %q has no app_id yet: creds/%s will fail until it is written", r.Config, name))
+	}
+	return resp, nil
+}
+
+// validateRole returns what is wrong with r, naming the field and the fix, or
+// "" when it is valid.
+func (b *backend) validateRole(r *roleEntry) string {
+	if r.Config == "" {
+		return "config is required: the name of a config/<name> holding the Pure1 application key"
+	}
+	if !nameRegex.MatchString(r.Config) {
+		return fmt.Sprintf("config %q is not a valid config name (letters, digits, '-', '_' and '.')", printable(r.Config))
+	}
+	switch r.CredentialType {
+	case credentialAccessToken, credentialJWT:
+	default:
+		return fmt.Sprintf("credential_type %q is not supported: use access_token or jwt", printable(r.CredentialType))
+	}
+	if r.TTL < 0 || r.MaxTTL < 0 {
+		return "ttl and max_ttl must not be negative"
+	}
+	if r.MaxTTL > 0 && r.TTL > r.MaxTTL {
+		return fmt.Sprintf("ttl (%s) must not be longer than max_ttl (%s)", r.TTL, r.MaxTTL)
+	}
+	if mountMax := b.System().MaxLeaseTTL(); mountMax > 0 {
+		for _, f := range []struct {
+			name string
+			v    time.Duration
+		}{{fieldTTL, r.TTL}, {fieldMaxTTL, r.MaxTTL}} {
+			if f.v > mountMax {
+				return fmt.Sprintf("%s (%s) is longer than this mount's max lease TTL (%s): lower it, or raise the mount's with vault secrets tune -max-lease-ttl",
+					f.name, f.v, mountMax)
+			}
+		}
+	}
+	if r.ReuseAccessToken && r.CredentialType != credentialAccessToken {
+		return "reuse_access_token applies only to credential_type=access_token"
+	}
+	if r.ReuseMargin < 0 || r.ReuseMargin > maxReuseMargin {
+		return fmt.Sprintf("reuse_margin must be between 0 and %s", maxReuseMargin)
+	}
+	return ""
+}

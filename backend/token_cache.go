@@ -1,0 +1,138 @@
+package backend
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/pure1vault/vault-plugin-secrets-pure1/backend/pure1"
+)
+
+// minReuseLease is the shortest lease a shared access token is still handed
+// out for; closer to its end, a new token is exchanged instead.
+const minReuseLease = time.Minute
+
+// identity names what a Pure1 credential depends on: the key, the application
+// and the endpoint. A token cached or in flight under another identity is
+// never handed out for this config.
+func (c *config) identity() string {
+	return c.key.Fingerprint() + "\x00" + c.entry.AppID + "\x00" + c.entry.TokenURL
+}
+
+// tokenCache keeps the access token of each reuse_access_token role.
+type tokenCache struct {
+	mu sync.Mutex
+	m  map[string]cachedToken // by role name
+}
+
+type cachedToken struct {
+	tok      *pure1.AccessToken
+	config   string
+	identity string
+}
+
+func newTokenCache() *tokenCache { return &tokenCache{m: make(map[string]cachedToken)} }
+
+// get returns the role's token if it was issued for cfg as it is now and stays
+// valid for margin plus minReuseLease.
+func (t *tokenCache) get(role string, cfg *config, now time.Time, margin time.Duration) *pure1.AccessToken {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	c, ok := t.m[role]
+	if !ok || c.identity != cfg.identity() || c.config != cfg.name {
+		return nil
+	}
+	if c.tok.ExpiresAt.Sub(now)-margin < minReuseLease {
+		delete(t.m, role)
+		return nil
+	}
+	return c.tok
+}
+
+func (t *tokenCache) put(role string, cfg *config, tok *pure1.AccessToken) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if c, ok := t.m[role]; ok && c.identity == cfg.identity() && c.tok.ExpiresAt.After(tok.ExpiresAt) {
+		return // keep the longer-lived one
+	}
+	t.m[role] = cachedToken{tok: tok, config: cfg.name, identity: cfg.identity()}
+}
+
+func (t *tokenCache) dropRole(role string) {
+	t.mu.Lock()
+	delete(t.m, role)
+	t.mu.Unlock()
+}
+
+func (t *tokenCache) dropConfig(config string) {
+	t.mu.Lock()
+	for role, c := range t.m {
+		if c.config == config {
+			delete(t.m, role)
+		}
+	}
+	t.mu.Unlock()
+}
+
+// maxFlight bounds one coalesced exchange, retries included, when no waiter
+// has a deadline.
+const maxFlight = 90 * time.Second
+
+// flightGroup runs one exchange per key at a time and shares its answer with
+// every reader that arrives while it runs. Unlike singleflight, the exchange
+// runs on its own context that is cancelled only when every waiter has given
+// up, so one impatient client cannot fail the others, and nobody waiting
+// means no retries continue in the background.
+type flightGroup struct {
+	mu sync.Mutex
+	m  map[string]*flight
+}
+
+type flight struct {
+	done    chan struct{}
+	tok     *pure1.AccessToken
+	err     error
+	waiters int
+	cancel  context.CancelFunc
+}
+
+func newFlightGroup() *flightGroup { return &flightGroup{m: make(map[string]*flight)} }
+
+func (g *flightGroup) do(ctx context.Context, key string, fn func(context.Context) (*pure1.AccessToken, error)) (*pure1.AccessToken, error) {
+	g.mu.Lock()
+	f, ok := g.m[key]
+	if !ok {
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), maxFlight)
+		f = &flight{done: make(chan struct{}), cancel: cancel}
+		g.m[key] = f
+		go func() {
+			defer cancel()
+			tok, err := fn(fctx)
+			g.mu.Lock()
+			f.tok, f.err = tok, err
+			if g.m[key] == f {
+				delete(g.m, key)
+			}
+			g.mu.Unlock()
+			close(f.done)
+		}()
+	}
+	f.waiters++
+	g.mu.Unlock()
+
+	select {
+	case <-f.done:
+		return f.tok, f.err
+	case <-ctx.Done():
+		g.mu.Lock()
+		f.waiters--
+		if f.waiters == 0 {
+			f.cancel()
+			if g.m[key] == f {
+				delete(g.m, key) // the next reader starts afresh
+			}
+		}
+		g.mu.Unlock()
+		return nil, ctx.Err()
+	}
+}
