@@ -12,7 +12,7 @@ LDFLAGS      := -s -w -X $(PKG)/backend.Version=$(VERSION)
 GO           ?= go
 BIN          := bin
 PLUGIN       := $(BIN)/vault-plugin-secrets-pure1
-GOFILES      := $(shell find . -name '*.go' -not -path './bin/*' 2>/dev/null) go.mod go.sum
+GOFILES      := $(shell find . -name '*.go' -not -name '*_test.go' -not -path './bin/*' 2>/dev/null) go.mod go.sum
 
 .PHONY: all build vault test test-unit test-fuzz-smoke test-e2e test-cluster fuzz fmt vet dev dev-stop cluster cluster-stop bench clean
 
@@ -50,12 +50,18 @@ fuzz:
 	  $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime 1000000x ./backend/pure1/ || exit 1; \
 	done
 
+# End-to-end against a real Vault dev server and the Pure1 emulator (a few
+# minutes). pipefail keeps go test's exit status through the summary filter.
 test-e2e: build vault
+	set -o pipefail; \
 	PURE1_E2E=1 VAULT_BIN=$${VAULT_BIN:-$(CURDIR)/$(BIN)/vault} PURE1_BIN_DIR=$(CURDIR)/$(BIN) \
-	  $(GO) test -count=1 -timeout 30m -v ./backend/e2e/ 2>&1 | scripts/test-summary.sh
+	PURE1_PLUGIN_VERSION=$(VERSION) \
+	  $(GO) test -count=1 -timeout 30m -v -skip '^TestCluster' ./backend/e2e/ 2>&1 | scripts/test-summary.sh
 
 test-cluster: build vault
+	set -o pipefail; \
 	PURE1_CLUSTER=1 VAULT_BIN=$${VAULT_BIN:-$(CURDIR)/$(BIN)/vault} PURE1_BIN_DIR=$(CURDIR)/$(BIN) \
+	PURE1_PLUGIN_VERSION=$(VERSION) \
 	  $(GO) test -count=1 -timeout 20m -v -run 'TestCluster' ./backend/e2e/ 2>&1 | scripts/test-summary.sh
 
 fmt:
@@ -64,14 +70,23 @@ fmt:
 vet:
 	$(GO) vet ./...
 
+# DEV_DETACH=1 make dev leaves it running in the background for make dev-stop.
 dev: build vault
-	@scripts/dev.sh
+	@VERSION=$(VERSION) scripts/dev.sh
 
 dev-stop:
 	@scripts/dev-stop.sh
+
+# A 3-node Vault Raft cluster on loopback with the plugin mounted at pure1/,
+# state in .cluster/ (scripts/cluster.sh status|kill-node N|restart-node N).
+cluster: build vault
+	@VERSION=$(VERSION) scripts/cluster.sh start
+
+cluster-stop:
+	@scripts/cluster.sh stop
 
 bench: build vault
 	@scripts/bench.sh
 
 clean:
-	rm -rf $(BIN) .cache
+	rm -rf $(BIN) .cache .dev .cluster

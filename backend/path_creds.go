@@ -107,7 +107,7 @@ func (b *backend) pathCredsRead(ctx context.Context, req *logical.Request, d *fr
 	if role.CredentialType == credentialJWT {
 		return b.issueJWT(roleName, role, cfg)
 	}
-	return b.issueAccessToken(ctx, roleName, role, cfg)
+	return b.issueAccessToken(ctx, req, roleName, role, cfg)
 }
 
 // leaseCap is the longest lease a role may get: its max_ttl, else the mount's.
@@ -146,20 +146,30 @@ func (b *backend) issueJWT(roleName string, role *roleEntry, cfg *config) (*logi
 	return resp, nil
 }
 
-func (b *backend) issueAccessToken(ctx context.Context, roleName string, role *roleEntry, cfg *config) (*logical.Response, error) {
-	var margin time.Duration
-	tok := (*pure1.AccessToken)(nil)
+func (b *backend) issueAccessToken(ctx context.Context, req *logical.Request, roleName string, role *roleEntry, cfg *config) (*logical.Response, error) {
+	var (
+		tok    *pure1.AccessToken
+		margin time.Duration
+	)
 	if role.ReuseAccessToken {
+		tok = b.tokens.get(roleName, cfg, b.now(), role.ReuseMargin)
 		margin = role.ReuseMargin
-		tok = b.tokens.get(roleName, cfg, b.now(), margin)
 	}
 	if tok == nil {
 		var err error
-		tok, err = b.exchange(ctx, roleName, cfg)
-		if err != nil {
+		if tok, err = b.exchange(ctx, roleName, cfg); err != nil {
 			return exchangeErrorResponse(err, cfg)
 		}
-		if role.ReuseAccessToken {
+		shareable := tok.ExpiresAt.Sub(b.now())-role.ReuseMargin >= minReuseLease
+		switch {
+		case !role.ReuseAccessToken:
+		case !shareable:
+			// A token too short-lived to share under the margin is handed to
+			// this reader alone, for its whole life.
+			margin = 0
+		case b.isCurrentConfig(ctx, req.Storage, cfg):
+			// An exchange that raced a config rewrite is not kept: its token
+			// belongs to the old key or application.
 			b.tokens.put(roleName, cfg, tok)
 		}
 	}
@@ -236,5 +246,5 @@ func exchangeErrorResponse(err error, cfg *config) (*logical.Response, error) {
 			return nil, err
 		}
 	}
-	return nil, logical.CodedError(http.StatusBadGateway, fmt.Sprintf("Pure1 token exchange at %s failed: %v", cfg.entry.TokenURL, err))
+	return nil, logical.CodedError(http.StatusBadGateway, fmt.Sprintf("Pure1 token exchange for app_id %q failed: %v", cfg.signer.AppID(), err))
 }

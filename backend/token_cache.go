@@ -5,6 +5,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hashicorp/vault/sdk/logical"
+
 	"github.com/pure1vault/vault-plugin-secrets-pure1/backend/pure1"
 )
 
@@ -17,6 +19,13 @@ const minReuseLease = time.Minute
 // never handed out for this config.
 func (c *config) identity() string {
 	return c.key.Fingerprint() + "\x00" + c.entry.AppID + "\x00" + c.entry.TokenURL
+}
+
+// isCurrentConfig reports whether cfg is still what the config's storage
+// holds, by identity.
+func (b *backend) isCurrentConfig(ctx context.Context, s logical.Storage, cfg *config) bool {
+	cur, err := b.getConfig(ctx, s, cfg.name)
+	return err == nil && cur != nil && cur.identity() == cfg.identity()
 }
 
 // tokenCache keeps the access token of each reuse_access_token role.

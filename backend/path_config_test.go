@@ -1,0 +1,350 @@
+package backend
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/pure1vault/vault-plugin-secrets-pure1/backend/pure1"
+)
+
+// storedConfig decodes config/name as stored.
+func (e *testEnv) storedConfig(name string) configEntry {
+	e.t.Helper()
+	ent, err := e.inmem.Get(e.ctx, "config/"+name)
+	if err != nil || ent == nil {
+		e.t.Fatalf("config/%s not in storage: %v", name, err)
+	}
+	var c configEntry
+	if err := ent.DecodeJSON(&c); err != nil {
+		e.t.Fatal(err)
+	}
+	return c
+}
+
+func warningsContain(resp *logical.Response, sub string) bool {
+	for _, w := range resp.Warnings {
+		if strings.Contains(w, sub) {
+			return true
+		}
+	}
+	return false
+}
+
+func TestConfigImportFormats(t *testing.T) {
+	k := keyA()
+	cases := []struct {
+		name, pem, password, source string
+		wantWarning                 string
+	}{
+		{name: "PKCS#1", pem: k.pkcs1, source: "imported (PKCS#1)"},
+		{name: "PKCS#8", pem: k.pkcs8, source: "imported (PKCS#8)"},
+		{name: "legacy encrypted AES-256", pem: k.legacyAES, password: testPassword, source: "imported (encrypted PEM (legacy))"},
+		{name: "legacy encrypted 3DES", pem: k.legacyDES3, password: testPassword, source: "imported (encrypted PEM (legacy))"},
+		{name: "encrypted PKCS#8 PBES2 AES-256", pem: k.encPKCS8, password: testPassword, source: "imported (encrypted PKCS#8)"},
+		{name: "encrypted PKCS#8 PBES2 AES-128", pem: k.encPKCS8AES, password: testPassword, source: "imported (encrypted PKCS#8)"},
+		{name: "certificate then key in one bundle", pem: selfSignedCertPEM(k) + k.pkcs1, source: "imported (PKCS#1)"},
+		{name: "CRLF line endings", pem: strings.ReplaceAll(k.pkcs8, "\n", "\r\n"), source: "imported (PKCS#8)"},
+		{name: "password with a plain key", pem: k.pkcs8, password: testPassword, source: "imported (PKCS#8)",
+			wantWarning: "private_key_password was ignored"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newTestEnv(t, envOptions{})
+			data := map[string]interface{}{"private_key": tc.pem, "app_id": appID1}
+			if tc.password != "" {
+				data["private_key_password"] = tc.password
+			}
+			resp := e.mustWrite("config/imp", data)
+			if tc.wantWarning != "" && !warningsContain(resp, tc.wantWarning) {
+				t.Errorf("warnings %q lack %q", resp.Warnings, tc.wantWarning)
+			}
+			if tc.wantWarning == "" && len(resp.Warnings) != 0 {
+				t.Errorf("unexpected warnings %q", resp.Warnings)
+			}
+			want := map[string]interface{}{
+				"app_id":                 appID1,
+				"public_key":             k.publicPEM,
+				"public_key_fingerprint": k.fingerprint,
+				"key_bits":               2048,
+				"key_source":             tc.source,
+				"token_url":              pure1.DefaultTokenURL,
+			}
+			if !reflect.DeepEqual(resp.Data, want) {
+				t.Errorf("write response\n got %v\nwant %v", resp.Data, want)
+			}
+			if got := e.mustRead("config/imp").Data; !reflect.DeepEqual(got, want) {
+				t.Errorf("read\n got %v\nwant %v", got, want)
+			}
+			// Stored unencrypted PKCS#8 behind the barrier; the password is
+			// used once and kept nowhere.
+			st := e.storedConfig("imp")
+			if !strings.HasPrefix(st.PrivateKey, "-----BEGIN PRIVATE KEY-----") {
+				t.Errorf("stored key is not plain PKCS#8: %.40q", st.PrivateKey)
+			}
+			for k, v := range e.snapshot() {
+				if strings.Contains(string(v), testPassword) {
+					t.Errorf("password stored under %s", k)
+				}
+			}
+			// The key signs: a JWT verifies with the original public key.
+			e.mustWrite("roles/j", map[string]interface{}{"config": "imp", "credential_type": "jwt"})
+			c, err := checkJWT(dataString(t, e.creds("j"), "jwt"), &k.priv.PublicKey)
+			if err != nil || c.Iss != appID1 {
+				t.Errorf("JWT from imported key: %v (iss %q)", err, c.Iss)
+			}
+		})
+	}
+}
+
+func TestConfigGenerateKey(t *testing.T) {
+	cases := []struct {
+		name     string
+		bits     interface{} // nil: key_bits unset
+		wantBits int
+		slow     bool
+	}{
+		{"default", nil, 2048, false},
+		{"2048", 2048, 2048, false},
+		{"3072 as a string, as the CLI sends it", "3072", 3072, true},
+		{"4096", 4096, 4096, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.slow && testing.Short() {
+				t.Skip("generating a 3072/4096-bit key is slow; skipped in -short")
+			}
+			e := newTestEnv(t, envOptions{})
+			data := map[string]interface{}{"generate_key": true}
+			if tc.bits != nil {
+				data["key_bits"] = tc.bits
+			}
+			resp := e.mustWrite("config/gen", data)
+			if got := resp.Data["key_bits"]; got != tc.wantBits {
+				t.Errorf("key_bits %v, want %d", got, tc.wantBits)
+			}
+			if resp.Data["key_source"] != "generated" {
+				t.Errorf("key_source %v, want generated", resp.Data["key_source"])
+			}
+			if resp.Data["app_id"] != "" {
+				t.Errorf("app_id %v, want empty", resp.Data["app_id"])
+			}
+			if !warningsContain(resp, "no app_id yet") || !warningsContain(resp, "vault write pure1/config/gen app_id=") {
+				t.Errorf("warnings %q should say how to register the key and write app_id", resp.Warnings)
+			}
+			pubPEM, _ := resp.Data["public_key"].(string)
+			if !strings.HasPrefix(pubPEM, "-----BEGIN PUBLIC KEY-----") {
+				t.Fatalf("public_key %q", pubPEM)
+			}
+			fp := resp.Data["public_key_fingerprint"].(string)
+			if len(fp) != 64 || strings.ToLower(fp) != fp {
+				t.Errorf("fingerprint %q is not lowercase hex SHA-256", fp)
+			}
+			// The write's answer is what a read shows, and the stored key is
+			// the pair of the public key shown.
+			if got := e.mustRead("config/gen").Data; !reflect.DeepEqual(got, resp.Data) {
+				t.Errorf("read %v differs from write response %v", got, resp.Data)
+			}
+			stored, err := pure1.ParsePrivateKey([]byte(e.storedConfig("gen").PrivateKey), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if stored.PublicKeyPEM() != pubPEM || stored.Fingerprint() != fp || stored.Bits() != tc.wantBits {
+				t.Errorf("stored key does not match the public key shown")
+			}
+		})
+	}
+}
+
+func TestConfigUpdateSemantics(t *testing.T) {
+	e := newTestEnv(t, envOptions{})
+	a, b, c := keyA(), keyB(), keyC()
+	readCfg := func() map[string]interface{} { return e.mustRead("config/u").Data }
+	expect := func(step string, got map[string]interface{}, appID string, k *keyFixture, tokenURL string) {
+		t.Helper()
+		if got["app_id"] != appID || got["public_key_fingerprint"] != k.fingerprint ||
+			got["public_key"] != k.publicPEM || got["token_url"] != tokenURL {
+			t.Errorf("%s: got app_id=%v fingerprint=%v token_url=%v; want %q %s %s",
+				step, got["app_id"], got["public_key_fingerprint"], got["token_url"], appID, k.fingerprint, tokenURL)
+		}
+	}
+
+	e.writeConfig("u", a, appID1)
+	expect("create", readCfg(), appID1, a, pure1.DefaultTokenURL)
+
+	// Only app_id: the key and its fingerprint stay.
+	resp := e.mustWrite("config/u", map[string]interface{}{"app_id": appID2})
+	if len(resp.Warnings) != 0 {
+		t.Errorf("app_id-only write warned: %q", resp.Warnings)
+	}
+	expect("app_id only", readCfg(), appID2, a, pure1.DefaultTokenURL)
+	if src := readCfg()["key_source"]; src != "imported (PKCS#8)" {
+		t.Errorf("key_source changed to %v by an app_id-only write", src)
+	}
+
+	// token_url override, then back to the default with an empty value.
+	const custom = "https://pure1.example.com/oauth2/1.0/token"
+	e.mustWrite("config/u", map[string]interface{}{"token_url": custom})
+	expect("token_url override", readCfg(), appID2, a, custom)
+	e.mustWrite("config/u", map[string]interface{}{"token_url": "http://localhost:8443/oauth2/1.0/token"})
+	expect("loopback http token_url", readCfg(), appID2, a, "http://localhost:8443/oauth2/1.0/token")
+	e.mustWrite("config/u", map[string]interface{}{"token_url": ""})
+	expect("token_url reset", readCfg(), appID2, a, pure1.DefaultTokenURL)
+
+	// The same key again, in another format: app_id stays.
+	resp = e.mustWrite("config/u", map[string]interface{}{"private_key": a.legacyAES, "private_key_password": testPassword})
+	if warningsContain(resp, "cleared") {
+		t.Errorf("re-importing the same key cleared app_id: %q", resp.Warnings)
+	}
+	expect("same key re-imported", readCfg(), appID2, a, pure1.DefaultTokenURL)
+	if src := readCfg()["key_source"]; src != "imported (encrypted PEM (legacy))" {
+		t.Errorf("key_source %v after re-import", src)
+	}
+
+	// A new key without app_id clears it, with a warning naming the old one.
+	resp = e.mustWrite("config/u", map[string]interface{}{"private_key": b.pkcs1})
+	if !warningsContain(resp, "app_id \""+appID2+"\" was cleared") {
+		t.Errorf("warnings %q should say app_id %s was cleared", resp.Warnings, appID2)
+	}
+	expect("new key", readCfg(), "", b, pure1.DefaultTokenURL)
+
+	// A new key with its app_id in the same write: no clearing.
+	e.mustWrite("config/u", map[string]interface{}{"app_id": appID1})
+	resp = e.mustWrite("config/u", map[string]interface{}{"private_key": c.pkcs8, "app_id": appID3})
+	if len(resp.Warnings) != 0 {
+		t.Errorf("new key with app_id warned: %q", resp.Warnings)
+	}
+	expect("new key with app_id", readCfg(), appID3, c, pure1.DefaultTokenURL)
+
+	// Regenerating clears app_id too, unless one is given.
+	resp = e.mustWrite("config/u", map[string]interface{}{"generate_key": true})
+	if !warningsContain(resp, "was cleared") || resp.Data["app_id"] != "" {
+		t.Errorf("generate_key kept app_id %v / warnings %q", resp.Data["app_id"], resp.Warnings)
+	}
+	if resp.Data["public_key_fingerprint"] == c.fingerprint {
+		t.Errorf("generate_key kept the old key")
+	}
+	resp = e.mustWrite("config/u", map[string]interface{}{"generate_key": true, "app_id": appID1})
+	if resp.Data["app_id"] != appID1 || warningsContain(resp, "cleared") {
+		t.Errorf("generate_key with app_id: app_id %v, warnings %q", resp.Data["app_id"], resp.Warnings)
+	}
+
+	// An explicitly empty app_id unsets it.
+	resp = e.mustWrite("config/u", map[string]interface{}{"app_id": ""})
+	if resp.Data["app_id"] != "" || !warningsContain(resp, "no app_id yet") {
+		t.Errorf("app_id=\"\": app_id %v, warnings %q", resp.Data["app_id"], resp.Warnings)
+	}
+}
+
+func TestConfigExistenceCheck(t *testing.T) {
+	e := newTestEnv(t, envOptions{})
+	check := func() (bool, bool) {
+		found, exists, err := e.b.HandleExistenceCheck(e.ctx, &logical.Request{
+			Operation: logical.UpdateOperation, Path: "config/ex", Storage: e.storage,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return found, exists
+	}
+	if found, exists := check(); !found || exists {
+		t.Fatalf("before create: found=%v exists=%v, want true false", found, exists)
+	}
+	// A create request straight to the handler works, as Vault sends it.
+	resp, err := e.b.HandleRequest(e.ctx, &logical.Request{
+		Operation: logical.CreateOperation, Path: "config/ex", Storage: e.storage,
+		Data: map[string]interface{}{"private_key": keyA().pkcs8},
+	})
+	mustOK(t, "create", resp, err)
+	if found, exists := check(); !found || !exists {
+		t.Fatalf("after create: found=%v exists=%v, want true true", found, exists)
+	}
+	resp, err = e.b.HandleRequest(e.ctx, &logical.Request{
+		Operation: logical.UpdateOperation, Path: "config/ex", Storage: e.storage,
+		Data: map[string]interface{}{"app_id": appID1},
+	})
+	mustOK(t, "update", resp, err)
+	if got := e.mustRead("config/ex").Data["app_id"]; got != appID1 {
+		t.Errorf("app_id after update %v", got)
+	}
+	e.mustDelete("config/ex")
+	if _, exists := check(); exists {
+		t.Errorf("exists after delete")
+	}
+}
+
+func TestConfigReadMissingAndList(t *testing.T) {
+	e := newTestEnv(t, envOptions{})
+	resp, err := e.read("config/nope")
+	if err != nil || resp != nil {
+		t.Fatalf("read of a missing config: %v, %v; want nil, nil", resp, err)
+	}
+	resp, err = e.list("config/")
+	mustOK(t, "list", resp, err)
+	if keys, ok := resp.Data["keys"]; ok && len(keys.([]string)) != 0 {
+		t.Errorf("empty mount lists %v", keys)
+	}
+	for _, n := range []string{"zeta", "alpha", "mid.dle", "with-dash"} {
+		e.writeConfig(n, keyA(), "")
+	}
+	listKeys := func() []string {
+		resp, err := e.list("config")
+		mustOK(t, "list", resp, err)
+		keys, _ := resp.Data["keys"].([]string)
+		return keys
+	}
+	if got, want := listKeys(), []string{"alpha", "mid.dle", "with-dash", "zeta"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("list %v, want %v", got, want)
+	}
+	e.mustDelete("config/mid.dle")
+	if got, want := listKeys(), []string{"alpha", "with-dash", "zeta"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("list after delete %v, want %v", got, want)
+	}
+	if resp, err := e.read("config/mid.dle"); err != nil || resp != nil {
+		t.Errorf("read after delete: %v, %v", resp, err)
+	}
+	// Deleting what is not there is not an error, as elsewhere in Vault.
+	e.mustDelete("config/never-was")
+}
+
+func TestConfigDeleteBlockedByRoles(t *testing.T) {
+	e := newTestEnv(t, envOptions{})
+	e.writeConfig("shared", keyA(), appID1)
+	e.writeConfig("other", keyB(), appID2)
+	e.mustWrite("roles/r2", map[string]interface{}{"config": "shared"})
+	e.mustWrite("roles/r1", map[string]interface{}{"config": "shared", "credential_type": "jwt"})
+	e.mustWrite("roles/r3", map[string]interface{}{"config": "other"})
+
+	before := e.snapshot()
+	resp, err := e.delete("config/shared")
+	msg := errorText(resp, err)
+	if !strings.Contains(msg, "r1, r2") || strings.Contains(msg, "r3") {
+		t.Fatalf("delete of a used config: %q; want an error naming r1, r2 only", msg)
+	}
+	if st := httpStatus(resp, err); st != 400 {
+		t.Errorf("status %d, want 400", st)
+	}
+	if d := diffSnapshots(before, e.snapshot()); d != "" {
+		t.Errorf("refused delete changed storage: %s", d)
+	}
+	if got := e.mustRead("config/shared").Data["app_id"]; got != appID1 {
+		t.Errorf("config after refused delete: app_id %v", got)
+	}
+
+	// Moving r1 away leaves r2 as the only user.
+	e.mustWrite("roles/r1", map[string]interface{}{"config": "other"})
+	if msg := errorText(e.delete("config/shared")); !strings.Contains(msg, "r2") || strings.Contains(msg, "r1") {
+		t.Errorf("second refusal %q should name r2 only", msg)
+	}
+	e.mustDelete("roles/r2")
+	e.mustDelete("config/shared")
+	if resp, err := e.read("config/shared"); resp != nil || err != nil {
+		t.Errorf("config still readable after delete: %v %v", resp, err)
+	}
+	// And a role cannot be pointed at it any more.
+	if msg := errorText(e.write("roles/r4", map[string]interface{}{"config": "shared"})); !strings.Contains(msg, `config "shared" does not exist`) {
+		t.Errorf("role on deleted config: %q", msg)
+	}
+}
