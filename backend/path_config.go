@@ -502,8 +502,13 @@ func isLoopbackHost(h string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// printable shortens user input echoed back in an error.
+// printable shortens user input echoed back in an error. A PEM block (a key
+// pasted into the wrong field) is not echoed at all: errors reach the CLI,
+// clients' logs and, as response data, the audit log.
 func printable(s string) string {
+	if strings.Contains(s, "-----BEGIN") || strings.Contains(s, "PRIVATE KEY") {
+		return "<PEM data, not shown>"
+	}
 	if len(s) > 80 {
 		s = s[:80] + "..."
 	}

@@ -348,3 +348,21 @@ func TestConfigDeleteBlockedByRoles(t *testing.T) {
 		t.Errorf("role on deleted config: %q", msg)
 	}
 }
+
+// TestPrintableHidesPEM: a key pasted into a field whose errors echo the
+// value (token_url, a role's config or credential_type) is not echoed.
+func TestPrintableHidesPEM(t *testing.T) {
+	a := keyA()
+	for _, s := range []string{a.pkcs8, a.pkcs1, a.encPKCS8, a.legacyAES, "  " + a.pkcs8} {
+		if got := printable(s); strings.Contains(got, "BEGIN") || strings.Contains(got, "MII") {
+			t.Errorf("printable echoes key material: %q", got)
+		}
+	}
+	if got := printable("ftp\x00x"); got != "ftp?x" {
+		t.Errorf("printable(%q) = %q", "ftp\x00x", got)
+	}
+	resp, err := newTestEnv(t, envOptions{}).write("config/x", map[string]interface{}{"generate_key": true, "token_url": a.pkcs8})
+	if msg := errorText(resp, err); !strings.Contains(msg, "token_url") || strings.Contains(msg, "BEGIN") {
+		t.Errorf("token_url holding a key: %q", msg)
+	}
+}

@@ -581,7 +581,7 @@ func TestErrors(t *testing.T) {
 		e.Fault(t, Fault{Kind: "status", Status: 503, Count: 20})
 		defer e.ClearFaults(t)
 		_, err := v.CLI(t, "read", "pure1/creds/readonly")
-		if ExitCode(err) != 2 || !strings.Contains(err.Error(), "Pure1 token exchange at") || !strings.Contains(err.Error(), "503") {
+		if ExitCode(err) != 2 || !strings.Contains(err.Error(), "Pure1 token exchange for app_id") || !strings.Contains(err.Error(), "503") {
 			t.Errorf("vault read during a Pure1 outage: %v; want exit 2 and the 503", err)
 		}
 		status, body := v.HTTP(t, "GET", "pure1/creds/readonly", nil)

@@ -936,6 +936,15 @@ func (v *Vault) CLIAs(t testing.TB, token string, args ...string) (string, error
 // CLIEnv is CLI with extra environment (later entries win).
 func (v *Vault) CLIEnv(t testing.TB, env []string, args ...string) (string, error) {
 	t.Helper()
+	stdout, _, err := v.CLIStreams(t, env, args...)
+	return stdout, err
+}
+
+// CLIStreams is CLIEnv that also returns stderr, where the CLI prints the
+// warnings of a successful request (a failed one's stderr is in the
+// *CLIError too).
+func (v *Vault) CLIStreams(t testing.TB, env []string, args ...string) (string, string, error) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, v.Bin, args...)
@@ -960,9 +969,9 @@ func (v *Vault) CLIEnv(t testing.TB, env []string, args ...string) (string, erro
 		if errors.As(err, &ee) {
 			code = ee.ExitCode()
 		}
-		return stdout.String(), &CLIError{Args: args, ExitCode: code, Stdout: stdout.String(), Stderr: stderr.String(), Err: err}
+		return stdout.String(), stderr.String(), &CLIError{Args: args, ExitCode: code, Stdout: stdout.String(), Stderr: stderr.String(), Err: err}
 	}
-	return stdout.String(), nil
+	return stdout.String(), stderr.String(), nil
 }
 
 // MustCLI is CLI that fails the test on a non-zero exit.
