@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/cenkalti/backoff/v5"
 	"github.com/hashicorp/go-cleanhttp"
@@ -289,15 +291,23 @@ func describeNetErr(err error) string {
 	return err.Error()
 }
 
+const maxDuration = time.Duration(math.MaxInt64)
+
 // parseRetryAfter reads Retry-After as delta-seconds or an HTTP date.
 func parseRetryAfter(v string, now time.Time) time.Duration {
 	v = strings.TrimSpace(v)
 	if v == "" {
 		return 0
 	}
-	if secs, err := strconv.Atoi(v); err == nil {
-		if secs < 0 {
+	// An out-of-range number saturates (ParseInt returns the limit with
+	// ErrRange); multiplying it into a Duration must not wrap around to a
+	// short wait, since a long one is what ends the retries.
+	if secs, err := strconv.ParseInt(v, 10, 64); err == nil || errors.Is(err, strconv.ErrRange) {
+		switch {
+		case secs < 0:
 			return 0
+		case secs > int64(maxDuration/time.Second):
+			return maxDuration
 		}
 		return time.Duration(secs) * time.Second
 	}
@@ -320,7 +330,11 @@ func trimForMessage(b []byte) string {
 	}, s)
 	s = strings.Join(strings.Fields(s), " ")
 	if len(s) > 200 {
-		s = s[:200] + "..."
+		cut := 200
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut-- // never split a character: the message must stay UTF-8
+		}
+		s = s[:cut] + "..."
 	}
 	return s
 }

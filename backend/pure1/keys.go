@@ -5,10 +5,14 @@
 package pure1
 
 import (
+	"crypto/aes"
+	"crypto/des"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
@@ -127,12 +131,19 @@ func ParsePrivateKey(pemData []byte, password []byte) (*Key, error) {
 		case "PRIVATE KEY":
 			return parsePKCS8(block.Bytes, nil, "PKCS#8")
 		case "ENCRYPTED PRIVATE KEY":
+			// Vetted first: no point asking for a password that cannot help,
+			// and the decrypter must never see a malformed structure.
+			if err := checkEncryptedPKCS8(block.Bytes); err != nil {
+				return nil, err
+			}
 			if len(password) == 0 {
 				return nil, ErrPasswordRequired
 			}
 			return parsePKCS8(block.Bytes, password, "encrypted PKCS#8")
 		case "EC PRIVATE KEY":
 			return nil, fmt.Errorf("%w: this is an EC key; create one with openssl genrsa -aes256 -out private.pem 2048", ErrNotRSA)
+		case "DSA PRIVATE KEY":
+			return nil, fmt.Errorf("%w: this is a DSA key; create one with openssl genrsa -aes256 -out private.pem 2048", ErrNotRSA)
 		case "OPENSSH PRIVATE KEY":
 			return nil, fmt.Errorf("%w: OpenSSH keys are not read; convert with ssh-keygen -p -m PKCS8 -f FILE, or create one with openssl genrsa", ErrUnsupportedKey)
 		case "PUBLIC KEY", "RSA PUBLIC KEY", "CERTIFICATE":
@@ -157,8 +168,13 @@ func parsePKCS1Block(block *pem.Block, password []byte) (*Key, error) {
 			return nil, ErrPasswordRequired
 		}
 		plain, err := x509.DecryptPEMBlock(block, password) //nolint:staticcheck // see above
-		if err != nil {
+		if errors.Is(err, x509.IncorrectPasswordError) {
 			return nil, ErrWrongPassword
+		}
+		if err != nil {
+			// A cipher Go does not implement (camellia, aria, ...) or a
+			// damaged DEK-Info header or body: no password would help.
+			return nil, fmt.Errorf("%w: the encrypted RSA PRIVATE KEY is damaged or uses a cipher other than AES-CBC or DES-EDE3-CBC; convert it with openssl pkcs8 -topk8 -v2 aes-256-cbc", ErrUnsupportedKey)
 		}
 		der, format = plain, "encrypted PEM (legacy)"
 	}
@@ -195,6 +211,130 @@ func parsePKCS8(der, password []byte, format string) (*Key, error) {
 		return nil, fmt.Errorf("%w: this is a %s key; create one with openssl genrsa -aes256 -out private.pem 2048", ErrNotRSA, keyTypeName(parsed))
 	}
 	return NewKey(priv, format)
+}
+
+// What checkEncryptedPKCS8 lets through to github.com/youmark/pkcs8: PBES2
+// (RFC 8018) with PBKDF2 (HMAC-SHA1 or HMAC-SHA256) or scrypt (RFC 7914), and
+// AES-CBC or DES-EDE3-CBC, the forms OpenSSL writes.
+var (
+	oidPBES2          = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 5, 13}
+	oidPBKDF2         = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 5, 12}
+	oidScrypt         = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 11591, 4, 11}
+	oidHMACWithSHA1   = asn1.ObjectIdentifier{1, 2, 840, 113549, 2, 7}
+	oidHMACWithSHA256 = asn1.ObjectIdentifier{1, 2, 840, 113549, 2, 9}
+	oidAES128CBC      = asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 1, 2}
+	oidAES192CBC      = asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 1, 22}
+	oidAES256CBC      = asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 1, 42}
+	oidDESEDE3CBC     = asn1.ObjectIdentifier{1, 2, 840, 113549, 3, 7}
+)
+
+const (
+	// maxPBKDF2Iterations bounds the work a key file can ask for: ~seconds.
+	// OpenSSL writes 2048; the most cautious tools use under a million.
+	maxPBKDF2Iterations = 10_000_000
+	// maxScryptMemory is OpenSSL's own default limit for scrypt keys (32 MiB;
+	// openssl pkcs8 -scrypt uses 16 MiB), so any key openssl decrypts passes.
+	maxScryptMemory = 32 << 20
+	// maxScryptParallel bounds scrypt's p, which multiplies its time but not
+	// its memory. OpenSSL writes 1.
+	maxScryptParallel = 16
+)
+
+// checkEncryptedPKCS8 vets an ENCRYPTED PRIVATE KEY before its decryption.
+// The decrypter panics on an IV or ciphertext of the wrong length, derives
+// the key at whatever cost the file names (an scrypt N of 2^30 is a fatal
+// out-of-memory), and reports an unsupported scheme as a failed decryption,
+// which would send the user after a password that is right.
+func checkEncryptedPKCS8(der []byte) error {
+	corrupt := fmt.Errorf("%w: the ENCRYPTED PRIVATE KEY block is corrupt or truncated", ErrUnsupportedKey)
+	unsupported := func(what string) error {
+		return fmt.Errorf("%w: the key is encrypted with %s, which is not supported; convert it with openssl pkcs8 -topk8 -v2 aes-256-cbc", ErrUnsupportedKey, what)
+	}
+	var info struct {
+		Algo pkix.AlgorithmIdentifier
+		Data []byte
+	}
+	if rest, err := asn1.Unmarshal(der, &info); err != nil || len(rest) != 0 {
+		return corrupt
+	}
+	if !info.Algo.Algorithm.Equal(oidPBES2) {
+		return unsupported("a legacy PKCS#5 v1.5 or PKCS#12 scheme")
+	}
+	var params struct {
+		KDF    pkix.AlgorithmIdentifier
+		Cipher pkix.AlgorithmIdentifier
+	}
+	if rest, err := asn1.Unmarshal(info.Algo.Parameters.FullBytes, &params); err != nil || len(rest) != 0 {
+		return corrupt
+	}
+
+	var blockSize, keySize int
+	switch c := params.Cipher.Algorithm; {
+	case c.Equal(oidAES128CBC):
+		blockSize, keySize = aes.BlockSize, 16
+	case c.Equal(oidAES192CBC):
+		blockSize, keySize = aes.BlockSize, 24
+	case c.Equal(oidAES256CBC):
+		blockSize, keySize = aes.BlockSize, 32
+	case c.Equal(oidDESEDE3CBC):
+		blockSize, keySize = des.BlockSize, 24
+	default:
+		return unsupported("a cipher other than AES-CBC or DES-EDE3-CBC")
+	}
+	var iv []byte
+	if rest, err := asn1.Unmarshal(params.Cipher.Parameters.FullBytes, &iv); err != nil || len(rest) != 0 || len(iv) != blockSize {
+		return corrupt
+	}
+	if len(info.Data) == 0 || len(info.Data)%blockSize != 0 {
+		return corrupt
+	}
+
+	switch {
+	case params.KDF.Algorithm.Equal(oidPBKDF2):
+		var p struct {
+			Salt       []byte
+			Iterations int
+			KeyLength  int                      `asn1:"optional"`
+			PRF        pkix.AlgorithmIdentifier `asn1:"optional"`
+		}
+		if rest, err := asn1.Unmarshal(params.KDF.Parameters.FullBytes, &p); err != nil || len(rest) != 0 {
+			return corrupt
+		}
+		if p.Iterations < 1 || p.Iterations > maxPBKDF2Iterations {
+			return unsupported(fmt.Sprintf("%d PBKDF2 iterations (at most %d are accepted)", p.Iterations, maxPBKDF2Iterations))
+		}
+		if p.KeyLength != 0 && p.KeyLength != keySize {
+			return corrupt
+		}
+		switch prf := p.PRF.Algorithm; {
+		case len(prf) == 0 || prf.Equal(oidHMACWithSHA1):
+		case prf.Equal(oidHMACWithSHA256) && p.KeyLength == 0:
+			// The decrypter reads no keyLength: with one present it would
+			// take it for the PRF and fall back to HMAC-SHA1.
+		default:
+			return unsupported("a PBKDF2 PRF other than HMAC-SHA1 or HMAC-SHA256")
+		}
+	case params.KDF.Algorithm.Equal(oidScrypt):
+		var p struct {
+			Salt      []byte
+			N, R, P   int
+			KeyLength int `asn1:"optional"`
+		}
+		if rest, err := asn1.Unmarshal(params.KDF.Parameters.FullBytes, &p); err != nil || len(rest) != 0 {
+			return corrupt
+		}
+		if p.N <= 1 || p.N&(p.N-1) != 0 || p.R < 1 || p.P < 1 || (p.KeyLength != 0 && p.KeyLength != keySize) {
+			return corrupt
+		}
+		// scrypt needs 128*r*(N+p) bytes and time in proportion to N*r*p.
+		lim := maxScryptMemory / 128
+		if p.R > lim || p.N > lim/p.R || p.P > maxScryptParallel || p.N+p.P > lim/p.R {
+			return unsupported(fmt.Sprintf("scrypt parameters beyond %d MiB of memory or parallelization %d", maxScryptMemory>>20, maxScryptParallel))
+		}
+	default:
+		return unsupported("a key derivation other than PBKDF2 or scrypt")
+	}
+	return nil
 }
 
 func keyTypeName(k any) string {

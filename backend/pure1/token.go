@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/http"
 	"strings"
 	"time"
@@ -58,6 +59,11 @@ func ParseTokenResponse(status int, header http.Header, body []byte, now time.Ti
 	}
 	if r.ExpiresIn == nil || *r.ExpiresIn <= 0 {
 		return nil, fmt.Errorf("%w: expires_in is missing or not positive, so the token's lifetime is unknown", ErrBadResponse)
+	}
+	// Converting a float beyond int64 to a Duration does not fail: it gives
+	// a negative or arbitrary value, i.e. a token already expired.
+	if *r.ExpiresIn >= float64(math.MaxInt64/int64(time.Second)) || *r.ExpiresIn < 1e-9 {
+		return nil, fmt.Errorf("%w: expires_in %g is out of range", ErrBadResponse, *r.ExpiresIn)
 	}
 	if r.TokenType != "" && !strings.EqualFold(r.TokenType, "Bearer") {
 		return nil, fmt.Errorf("%w: token_type %q, expected Bearer", ErrBadResponse, trimForMessage([]byte(r.TokenType)))
