@@ -388,13 +388,7 @@ func (p *proc) Stop(timeout time.Duration) error {
 		case <-time.After(timeout):
 		}
 	}
-	p.signalGroup(syscall.SIGKILL)
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		return fmt.Errorf("%s (pid %d) did not exit after SIGKILL", p.Name, p.Pid())
-	}
-	return p.waitErr
+	return p.Kill()
 }
 
 // Kill sends SIGKILL to the process group and waits for the leader to exit:
