@@ -107,6 +107,11 @@ func newBackend(opts Options) *backend {
 
 // Setup builds the Pure1 client once Vault's logger is available.
 func (b *backend) Setup(ctx context.Context, conf *logical.BackendConfig) error {
+	if conf.System != nil {
+		c := *conf
+		c.System = newCachingSystemView(conf.System)
+		conf = &c
+	}
 	if err := b.Backend.Setup(ctx, conf); err != nil {
 		return err
 	}

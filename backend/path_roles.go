@@ -333,7 +333,7 @@ func (b *backend) validateRole(r *roleEntry) string {
 	if r.MaxTTL > 0 && r.TTL > r.MaxTTL {
 		return fmt.Sprintf("ttl (%s) must not be longer than max_ttl (%s)", r.TTL, r.MaxTTL)
 	}
-	if mountMax := b.System().MaxLeaseTTL(); mountMax > 0 {
+	if mountMax := b.liveMaxLeaseTTL(); mountMax > 0 {
 		for _, f := range []struct {
 			name string
 			v    time.Duration
