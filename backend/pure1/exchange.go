@@ -139,6 +139,9 @@ func NewHTTPExchanger(opts HTTPExchangerOptions) *HTTPExchanger {
 			t = 15 * time.Second
 		}
 		client.Timeout = t
+		// A redirect would re-send the JWT, a bearer credential, to another
+		// address: answer with the 3xx instead, as a refusal to look into.
+		client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	}
 	retry := opts.Retry
 	if retry.MaxAttempts == 0 {
@@ -210,7 +213,7 @@ func (e *HTTPExchanger) Exchange(ctx context.Context, tokenURL, subjectJWT strin
 		return tok, nil
 	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
 		if lastErr != nil && !errors.Is(lastErr, context.Canceled) && !errors.Is(lastErr, context.DeadlineExceeded) {
-			return nil, fmt.Errorf("%w: gave up after %d attempt(s) when the request ended (%v); last error: %w", ErrUnavailable, attempts, err, lastErr)
+			return nil, fmt.Errorf("%w: gave up after %d attempt(s) when the request ended (%w); last error: %w", ErrUnavailable, attempts, err, lastErr)
 		}
 		return nil, fmt.Errorf("%w: the request ended after %d attempt(s): %w", ErrUnavailable, attempts, err)
 	case errors.Is(err, ErrRejected), errors.Is(err, ErrBadResponse), errors.Is(err, ErrUnavailable):
