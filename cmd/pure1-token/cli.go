@@ -67,8 +67,8 @@ key and valid for one year (like Pure1's Python token factory script), or with
 
 Flags:
   -p, --password PASSWORD   password of an encrypted private key. When it is
-                            not given: $PURE1_PRIVATE_KEY_PASSWORD, else a
-                            prompt (no echo) when stdin is a terminal
+                            not given: a prompt (no echo) when stdin is a
+                            terminal, else $PURE1_PRIVATE_KEY_PASSWORD
       --expire DURATION     lifetime of the JWT: a Go duration (8760h, 90m)
                             or days (365d). Default 8760h (one year); with
                             --exchange, 5m
@@ -517,24 +517,26 @@ func (c *cli) password(o *options, prompt string) (password []byte, source strin
 	if o.password != "" {
 		return []byte(o.password), "given with -p/--password", nil
 	}
+	// The order of the Python script's users' habits and of the issue: the
+	// flag, then a prompt when a person is at a terminal, then the
+	// environment (for scripts and CI, where there is no terminal).
+	if prompt != "" && c.readPassword != nil {
+		pw, ok, err := c.readPassword(prompt)
+		if err != nil {
+			return nil, "", fmt.Errorf("reading the password from the terminal: %v", err)
+		}
+		if ok {
+			if len(pw) == 0 {
+				return nil, "", errors.New("no password was entered: the private key is encrypted")
+			}
+			c.secrets = append(c.secrets, string(pw))
+			return pw, "typed at the prompt", nil
+		}
+	}
 	if v, ok := c.lookupEnv(passwordEnv); ok && v != "" {
 		return []byte(v), "in $" + passwordEnv, nil
 	}
-	if prompt == "" || c.readPassword == nil {
-		return nil, "", nil
-	}
-	pw, ok, err := c.readPassword(prompt)
-	if err != nil {
-		return nil, "", fmt.Errorf("reading the password from the terminal: %v", err)
-	}
-	if !ok {
-		return nil, "", nil
-	}
-	if len(pw) == 0 {
-		return nil, "", errors.New("no password was entered: the private key is encrypted")
-	}
-	c.secrets = append(c.secrets, string(pw))
-	return pw, "typed at the prompt", nil
+	return nil, "", nil
 }
 
 // terminalPassword prompts on stderr and reads from stdin without echo, when

@@ -359,6 +359,10 @@ func TestPasswordSources(t *testing.T) {
 			return nil, true, errors.New("unexpected prompt")
 		}
 	}
+	// What the prompt does when stdin is not a terminal (a script, CI).
+	noTerminal := func(*testing.T) func(string) ([]byte, bool, error) {
+		return func(string) ([]byte, bool, error) { return nil, false, nil }
+	}
 	prompt := func(pw string) func(string) ([]byte, bool, error) {
 		return func(p string) ([]byte, bool, error) {
 			if !strings.Contains(p, "Password") {
@@ -381,7 +385,8 @@ func TestPasswordSources(t *testing.T) {
 			{"--password PASSWORD", []string{"--password", testPassword, testAppID, file}, nil, noPrompt},
 			{"--password=PASSWORD", []string{"--password=" + testPassword, testAppID, file}, nil, noPrompt},
 			{"-password=PASSWORD", []string{"-password=" + testPassword, testAppID, file}, nil, noPrompt},
-			{"environment", []string{testAppID, file}, map[string]string{passwordEnv: testPassword}, noPrompt},
+			{"environment, no terminal", []string{testAppID, file}, map[string]string{passwordEnv: testPassword}, noTerminal},
+			{"terminal prompt wins over environment", []string{testAppID, file}, map[string]string{passwordEnv: wrongPass}, func(*testing.T) func(string) ([]byte, bool, error) { return prompt(testPassword) }},
 			{"flag wins over environment", []string{"-p", testPassword, testAppID, file}, map[string]string{passwordEnv: wrongPass}, noPrompt},
 			{"terminal prompt", []string{testAppID, file}, nil, func(*testing.T) func(string) ([]byte, bool, error) { return prompt(testPassword) }},
 			{"empty environment variable falls through to the prompt", []string{testAppID, file}, map[string]string{passwordEnv: ""}, func(*testing.T) func(string) ([]byte, bool, error) { return prompt(testPassword) }},
