@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"net/url"
 	"sort"
 	"strings"
 
@@ -188,14 +186,28 @@ type config struct {
 	entry  configEntry
 	key    *pure1.Key
 	signer *pure1.Signer // nil until app_id is written
+	// identity names what a Pure1 credential depends on: the key, the
+	// application and the endpoint. A token cached or in flight under
+	// another identity is never handed out for this config.
+	identity string
 }
 
-func newConfig(name string, e *configEntry) (*config, error) {
-	key, err := pure1.ParsePrivateKey([]byte(e.PrivateKey), nil)
-	if err != nil {
-		return nil, fmt.Errorf("stored key of config %q is unreadable: %w", name, err)
+// newConfig builds the cached form of e. key is e's key when the caller has
+// it parsed already; nil parses the stored PEM.
+func newConfig(name string, e *configEntry, key *pure1.Key) (*config, error) {
+	if key == nil {
+		var err error
+		if key, err = pure1.ParsePrivateKey([]byte(e.PrivateKey), nil); err != nil {
+			return nil, fmt.Errorf("stored key of config %q is unreadable: %w", name, err)
+		}
 	}
-	c := &config{name: name, entry: *e, key: key}
+	c := &config{
+		name:     name,
+		entry:    *e,
+		key:      key,
+		identity: key.Fingerprint() + "\x00" + e.AppID + "\x00" + e.TokenURL,
+	}
+	var err error
 	if e.AppID != "" {
 		if c.signer, err = pure1.NewSigner(e.AppID, key); err != nil {
 			return nil, fmt.Errorf("config %q: %w", name, err)
@@ -244,7 +256,7 @@ func (b *backend) getConfig(ctx context.Context, s logical.Storage, name string)
 	if err != nil || e == nil {
 		return nil, err
 	}
-	if c, err = newConfig(name, e); err != nil {
+	if c, err = newConfig(name, e, nil); err != nil {
 		return nil, err
 	}
 	b.cacheLock.Lock()
@@ -357,13 +369,9 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	}
 
 	if key != nil {
-		sameKey := false
-		if old != nil {
-			if oldKey, err := pure1.ParsePrivateKey([]byte(old.PrivateKey), nil); err == nil {
-				sameKey = oldKey.Equal(key)
-			}
-		}
 		entry.PrivateKey = string(key.MarshalPKCS8PEM())
+		// PKCS#8 encoding is deterministic: the same key pair stores the same.
+		sameKey := old != nil && old.PrivateKey == entry.PrivateKey
 		if old != nil && !sameKey && !w.hasAppID && old.AppID != "" {
 			// Pure1 binds one application ID to one public key.
 			entry.AppID = ""
@@ -377,7 +385,7 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 		entry.TokenURL = w.tokenURL
 	}
 
-	c, err := newConfig(name, &entry)
+	c, err := newConfig(name, &entry, key)
 	if err != nil {
 		return nil, err
 	}
@@ -454,7 +462,7 @@ func readConfigWrite(d *framework.FieldData) (*configWrite, error) {
 		if w.tokenURL == "" {
 			w.tokenURL = pure1.DefaultTokenURL
 		}
-		if err := validateTokenURL(w.tokenURL); err != nil {
+		if err := pure1.ValidateTokenURL(fieldTokenURL, w.tokenURL); err != nil {
 			return nil, err
 		}
 	}
@@ -470,36 +478,6 @@ func privateKeyError(err error) string {
 		return "private_key_password does not decrypt private_key: check the password"
 	}
 	return "private_key: " + err.Error()
-}
-
-// validateTokenURL allows https anywhere and plain http only to this machine,
-// where a local emulator or test server runs: a JWT is a bearer credential.
-func validateTokenURL(raw string) error {
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" || u.Opaque != "" {
-		return fmt.Errorf("token_url %q is not an absolute URL: use the default %s, or https://host/path", printable(raw), pure1.DefaultTokenURL)
-	}
-	if u.User != nil {
-		return errors.New("token_url must not carry a user name or password")
-	}
-	switch u.Scheme {
-	case "https":
-		return nil
-	case "http":
-		if isLoopbackHost(u.Hostname()) {
-			return nil
-		}
-		return fmt.Errorf("token_url must use https; plain http is allowed only to a loopback address such as 127.0.0.1 (a local emulator), not %q", u.Hostname())
-	}
-	return fmt.Errorf("token_url scheme %q is not supported: use https", printable(u.Scheme))
-}
-
-func isLoopbackHost(h string) bool {
-	if strings.EqualFold(h, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(h)
-	return ip != nil && ip.IsLoopback()
 }
 
 // printable shortens user input echoed back in an error. A PEM block (a key

@@ -214,7 +214,7 @@ func setLease(resp *logical.Response, ttl time.Duration) {
 // exchange trades a fresh JWT for an access token, with at most one exchange
 // in flight per role and key: concurrent readers share its answer.
 func (b *backend) exchange(ctx context.Context, roleName string, cfg *config) (*pure1.AccessToken, error) {
-	key := roleName + "\x00" + cfg.identity()
+	key := roleName + "\x00" + cfg.identity
 	return b.flights.do(ctx, key, func(ctx context.Context) (*pure1.AccessToken, error) {
 		jwt, _, err := cfg.signer.Sign(b.now(), exchangeJWTLifetime)
 		if err != nil {
@@ -241,10 +241,9 @@ func exchangeErrorResponse(err error, cfg *config) (*logical.Response, error) {
 		return logical.ErrorResponse("Pure1 rejected the token exchange for app_id %q: %v. Check that app_id is the application whose "+
 			"registered public key has fingerprint %s (vault read the config to compare), and that this node's clock is right",
 			cfg.signer.AppID(), err, cfg.key.Fingerprint()), nil
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		if !errors.Is(err, pure1.ErrUnavailable) {
-			return nil, err
-		}
+	case !errors.Is(err, pure1.ErrUnavailable) && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)):
+		// This reader stopped waiting; it says nothing about Pure1.
+		return nil, err
 	}
 	return nil, logical.CodedError(http.StatusBadGateway, fmt.Sprintf("Pure1 token exchange for app_id %q failed: %v", cfg.signer.AppID(), err))
 }

@@ -14,18 +14,11 @@ import (
 // out for; closer to its end, a new token is exchanged instead.
 const minReuseLease = time.Minute
 
-// identity names what a Pure1 credential depends on: the key, the application
-// and the endpoint. A token cached or in flight under another identity is
-// never handed out for this config.
-func (c *config) identity() string {
-	return c.key.Fingerprint() + "\x00" + c.entry.AppID + "\x00" + c.entry.TokenURL
-}
-
 // isCurrentConfig reports whether cfg is still what the config's storage
 // holds, by identity.
 func (b *backend) isCurrentConfig(ctx context.Context, s logical.Storage, cfg *config) bool {
 	cur, err := b.getConfig(ctx, s, cfg.name)
-	return err == nil && cur != nil && cur.identity() == cfg.identity()
+	return err == nil && cur != nil && cur.identity == cfg.identity
 }
 
 // tokenCache keeps the access token of each reuse_access_token role.
@@ -48,7 +41,7 @@ func (t *tokenCache) get(role string, cfg *config, now time.Time, margin time.Du
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	c, ok := t.m[role]
-	if !ok || c.identity != cfg.identity() || c.config != cfg.name {
+	if !ok || c.identity != cfg.identity || c.config != cfg.name {
 		return nil
 	}
 	if c.tok.ExpiresAt.Sub(now)-margin < minReuseLease {
@@ -61,10 +54,10 @@ func (t *tokenCache) get(role string, cfg *config, now time.Time, margin time.Du
 func (t *tokenCache) put(role string, cfg *config, tok *pure1.AccessToken) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if c, ok := t.m[role]; ok && c.identity == cfg.identity() && c.tok.ExpiresAt.After(tok.ExpiresAt) {
+	if c, ok := t.m[role]; ok && c.identity == cfg.identity && c.tok.ExpiresAt.After(tok.ExpiresAt) {
 		return // keep the longer-lived one
 	}
-	t.m[role] = cachedToken{tok: tok, config: cfg.name, identity: cfg.identity()}
+	t.m[role] = cachedToken{tok: tok, config: cfg.name, identity: cfg.identity}
 }
 
 func (t *tokenCache) dropRole(role string) {

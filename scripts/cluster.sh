@@ -37,45 +37,26 @@ NODES=(1 2 3)
 unset VAULT_NAMESPACE VAULT_FORMAT VAULT_CACERT VAULT_CAPATH VAULT_CLIENT_CERT \
   VAULT_CLIENT_KEY VAULT_SKIP_VERIFY VAULT_TLS_SERVER_NAME VAULT_AGENT_ADDR
 
-# ---- messages -----------------------------------------------------------------
-
-if [[ -t 1 && -z "${NO_COLOR:-}" ]]; then
-  c_step=$'\033[1;34m' c_ok=$'\033[32m' c_err=$'\033[1;31m' c_off=$'\033[0m'
-else
-  c_step='' c_ok='' c_err='' c_off=''
-fi
-step() { printf '%s==>%s %s\n' "$c_step" "$c_off" "$*"; }
-info() { printf '    %s\n' "$*"; }
-ok() { printf '    %sok%s %s\n' "$c_ok" "$c_off" "$*"; }
-die() {
-  printf '%serror:%s %s\n' "$c_err" "$c_off" "$*" >&2
-  exit 1
-}
+# Messages (step, info, ok, die) and need come from the scripts' shared helpers.
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
 
 # die_node N MESSAGE: fail, showing the end of node N's log.
 die_node() {
   local n="$1"
   shift
-  printf '%serror:%s %s\n' "$c_err" "$c_off" "$*" >&2
   local log="$DIR/node$n/vault.log"
   if [[ -r "$log" ]]; then
     echo "---- last 40 lines of $log ----" >&2
     tail -n 40 "$log" | sed 's/^/    /' >&2
     echo "----" >&2
   fi
-  exit 1
+  die "$*"
 }
 
 usage() {
   sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//'
   exit "${1:-2}"
-}
-
-need() {
-  local c
-  for c in "$@"; do
-    command -v "$c" >/dev/null 2>&1 || die "'$c' is required but not installed (Debian: apt-get install $c)"
-  done
 }
 
 # ---- state ----------------------------------------------------------------------
@@ -239,7 +220,7 @@ pick_ports() {
     ((tries++ < 1000)) || die "found no free ports on 127.0.0.1"
     p=$((20000 + RANDOM % 12000))
     [[ "$used" == *" $p "* ]] && continue
-    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && continue
+    port_free "$p" || continue
     used+="$p "
     PORTS+=("$p")
   done

@@ -28,6 +28,38 @@ const (
 	IssuedTokenTypeAccess = "urn:ietf:params:oauth:token-type:access_token"
 )
 
+// ValidateTokenURL allows https anywhere and plain http only to this machine,
+// where a local emulator runs: the JWT posted there is a bearer credential.
+// field names the setting in the messages (token_url, --token-url).
+func ValidateTokenURL(field, raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || u.Opaque != "" {
+		return fmt.Errorf("%s must be an absolute URL such as %s", field, DefaultTokenURL)
+	}
+	if u.User != nil {
+		return fmt.Errorf("%s must not contain a user name or password", field)
+	}
+	switch u.Scheme {
+	case "https":
+		return nil
+	case "http":
+		if isLoopbackHost(u.Hostname()) {
+			return nil
+		}
+		return fmt.Errorf("%s must use https: plain http is only allowed to localhost or another loopback address (127.0.0.1, ::1), for a local emulator, not %s",
+			field, u.Hostname())
+	}
+	return fmt.Errorf("%s must use https, not %q", field, u.Scheme)
+}
+
+func isLoopbackHost(h string) bool {
+	if strings.EqualFold(h, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
+}
+
 // Exchanger trades a signed Pure1 JWT for an access token. It is all the
 // backend knows of Pure1's HTTP API, so tests can stand in for it.
 type Exchanger interface {

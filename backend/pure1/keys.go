@@ -7,6 +7,9 @@ package pure1
 import (
 	"crypto/aes"
 	"crypto/des"
+	"crypto/ecdh"
+	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
@@ -17,7 +20,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/youmark/pkcs8"
 )
@@ -338,16 +340,15 @@ func checkEncryptedPKCS8(der []byte) error {
 }
 
 func keyTypeName(k any) string {
-	t := fmt.Sprintf("%T", k)
-	switch {
-	case strings.Contains(t, "ecdsa"):
+	switch k.(type) {
+	case *ecdsa.PrivateKey:
 		return "ECDSA"
-	case strings.Contains(t, "ed25519"):
+	case ed25519.PrivateKey:
 		return "Ed25519"
-	case strings.Contains(t, "ecdh"):
+	case *ecdh.PrivateKey:
 		return "ECDH"
 	}
-	return t
+	return fmt.Sprintf("%T", k)
 }
 
 // Bits is the RSA modulus size.

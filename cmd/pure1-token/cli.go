@@ -9,9 +9,7 @@ import (
 	"io"
 	"io/fs"
 	"math"
-	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"os/signal"
 	"runtime"
@@ -315,8 +313,8 @@ func (c *cli) parseArgs(args []string) (*options, error) {
 		return nil, usagef("%v", err)
 	}
 	if o.exchange {
-		if err := checkTokenURL(o.tokenURL); err != nil {
-			return nil, err
+		if err := pure1.ValidateTokenURL("--token-url", o.tokenURL); err != nil {
+			return nil, usagef("%v", err)
 		}
 	}
 	if !o.expireSet {
@@ -405,37 +403,6 @@ func allDigits(s string) bool {
 		}
 	}
 	return s != ""
-}
-
-// checkTokenURL allows https anywhere and plain http only to this machine
-// (an emulator or a local proxy): the JWT sent is a bearer credential.
-func checkTokenURL(raw string) error {
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" || u.Opaque != "" {
-		return usagef("--token-url must be an absolute URL such as %s", pure1.DefaultTokenURL)
-	}
-	if u.User != nil {
-		return usagef("--token-url must not contain a user name or password")
-	}
-	switch strings.ToLower(u.Scheme) {
-	case "https":
-		return nil
-	case "http":
-		if isLoopback(u.Hostname()) {
-			return nil
-		}
-		return usagef("--token-url must use https: plain http is only allowed to localhost, 127.0.0.1 or ::1, not %s", u.Hostname())
-	default:
-		return usagef("--token-url must use https, not %q", u.Scheme)
-	}
-}
-
-func isLoopback(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // readKeyFile reads the key file with errors that say what to fix.
