@@ -65,12 +65,16 @@ type backend struct {
 	cacheLock sync.RWMutex
 	configs   map[string]*config
 	roles     map[string]*roleEntry
+	// Static roles and their stored tokens, as read from storage.
+	staticRoles  map[string]*staticRoleEntry
+	staticTokens map[string]*staticToken
 	// gen counts invalidations; a cache fill that raced one is dropped, so a
 	// slow reader cannot put back what a write just replaced.
 	gen uint64
 
-	tokens  *tokenCache
-	flights *flightGroup
+	tokens    *tokenCache
+	flights   *flightGroup
+	refresher *staticRefresher
 }
 
 func newBackend(opts Options) *backend {
@@ -81,6 +85,10 @@ func newBackend(opts Options) *backend {
 		roles:     make(map[string]*roleEntry),
 		tokens:    newTokenCache(),
 		flights:   newFlightGroup(),
+		refresher: newStaticRefresher(),
+
+		staticRoles:  make(map[string]*staticRoleEntry),
+		staticTokens: make(map[string]*staticToken),
 	}
 	if b.now == nil {
 		b.now = time.Now
@@ -89,17 +97,22 @@ func newBackend(opts Options) *backend {
 		Help:        strings.TrimSpace(backendHelp),
 		BackendType: logical.TypeLogical,
 		PathsSpecial: &logical.Paths{
-			// The private keys live under config/: seal-wrap them where the
-			// seal supports it (Enterprise HSM/KMS seals).
-			SealWrapStorage: []string{configStoragePrefix},
+			// The private keys live under config/ and live access tokens
+			// under static-tokens/: seal-wrap them where the seal supports
+			// it (Enterprise HSM/KMS seals).
+			SealWrapStorage: []string{configStoragePrefix, staticTokenStoragePrefix},
 		},
 		Paths: framework.PathAppend(
 			pathConfig(b),
 			pathRoles(b),
 			pathCreds(b),
+			pathStaticRoles(b),
+			pathStaticCreds(b),
 		),
 		Secrets:        []*framework.Secret{secretCredential(b)},
 		Invalidate:     b.invalidate,
+		InitializeFunc: b.initialize,
+		Clean:          b.clean,
 		RunningVersion: Version,
 	}
 	return b
@@ -129,7 +142,17 @@ func (b *backend) invalidate(_ context.Context, key string) {
 		b.dropConfig(strings.TrimPrefix(key, configStoragePrefix))
 	case strings.HasPrefix(key, roleStoragePrefix):
 		b.dropRole(strings.TrimPrefix(key, roleStoragePrefix))
+	case strings.HasPrefix(key, staticRoleStoragePrefix):
+		b.dropStatic(strings.TrimPrefix(key, staticRoleStoragePrefix))
+	case strings.HasPrefix(key, staticTokenStoragePrefix):
+		b.dropStatic(strings.TrimPrefix(key, staticTokenStoragePrefix))
 	}
+}
+
+// clean is Vault's Clean hook, run when the mount is unmounted or the plugin
+// reloaded: nothing of this mount may run on after it.
+func (b *backend) clean(context.Context) {
+	b.stopStaticRefresher()
 }
 
 func (b *backend) dropConfig(name string) {
@@ -138,6 +161,17 @@ func (b *backend) dropConfig(name string) {
 	b.gen++
 	b.cacheLock.Unlock()
 	b.tokens.dropConfig(name)
+	// Static tokens of this config are due at once under its new identity.
+	b.wakeStaticRefresher()
+}
+
+// dropStatic forgets what is cached of a static role and its token.
+func (b *backend) dropStatic(name string) {
+	b.cacheLock.Lock()
+	delete(b.staticRoles, name)
+	delete(b.staticTokens, name)
+	b.gen++
+	b.cacheLock.Unlock()
 }
 
 func (b *backend) dropRole(name string) {
@@ -146,6 +180,30 @@ func (b *backend) dropRole(name string) {
 	b.gen++
 	b.cacheLock.Unlock()
 	b.tokens.dropRole(name)
+}
+
+// cachedLoad returns m[name], or loads it and caches what it found. A load
+// that raced an invalidation (gen moved) is returned but not cached, so a slow
+// reader cannot put back what a write just replaced. Nothing found is not
+// cached either.
+func cachedLoad[T any](b *backend, m map[string]*T, name string, load func() (*T, error)) (*T, error) {
+	b.cacheLock.RLock()
+	v, ok := m[name]
+	gen := b.gen
+	b.cacheLock.RUnlock()
+	if ok {
+		return v, nil
+	}
+	v, err := load()
+	if err != nil || v == nil {
+		return nil, err
+	}
+	b.cacheLock.Lock()
+	if b.gen == gen {
+		m[name] = v
+	}
+	b.cacheLock.Unlock()
+	return v, nil
 }
 
 // rejectUnknownFields turns a typo such as privat_key into an error instead of

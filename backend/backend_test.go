@@ -38,6 +38,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/vault/sdk/helper/consts"
 	"github.com/hashicorp/vault/sdk/helper/errutil"
 	"github.com/hashicorp/vault/sdk/logical"
 	"github.com/youmark/pkcs8"
@@ -185,6 +186,7 @@ type envOptions struct {
 	maxLeaseTTL  time.Duration // mount max lease TTL; default 768h like Vault's
 	defaultLease time.Duration // mount default lease TTL; default 768h
 	clock        *fakeClock
+	replication  consts.ReplicationState // the node's replication state; default none (a primary that may write)
 }
 
 type testEnv struct {
@@ -215,8 +217,9 @@ func newTestEnv(t testing.TB, opts envOptions) *testEnv {
 	conf := logical.TestBackendConfig()
 	conf.Logger = hclog.New(&hclog.LoggerOptions{Name: "pure1-test", Level: hclog.Trace, Output: logs})
 	conf.System = logical.StaticSystemView{
-		DefaultLeaseTTLVal: opts.defaultLease,
-		MaxLeaseTTLVal:     opts.maxLeaseTTL,
+		DefaultLeaseTTLVal:  opts.defaultLease,
+		MaxLeaseTTLVal:      opts.maxLeaseTTL,
+		ReplicationStateVal: opts.replication,
 	}
 	inmem := &logical.InmemStorage{}
 	conf.StorageView = inmem

@@ -498,7 +498,8 @@ func printable(s string) string {
 	}, s)
 }
 
-// rolesUsingConfig lists the roles that refer to config name, sorted.
+// rolesUsingConfig lists the roles that refer to config name, sorted; static
+// roles as static-roles/<name>.
 func (b *backend) rolesUsingConfig(ctx context.Context, s logical.Storage, name string) ([]string, error) {
 	roles, err := s.List(ctx, roleStoragePrefix)
 	if err != nil {
@@ -512,6 +513,19 @@ func (b *backend) rolesUsingConfig(ctx context.Context, s logical.Storage, name 
 		}
 		if e != nil && e.Config == name {
 			users = append(users, r)
+		}
+	}
+	statics, err := s.List(ctx, staticRoleStoragePrefix)
+	if err != nil {
+		return nil, fmt.Errorf("listing static roles: %w", err)
+	}
+	for _, r := range statics {
+		e, err := readStaticRoleEntry(ctx, s, r)
+		if err != nil {
+			return nil, err
+		}
+		if e != nil && e.Config == name {
+			users = append(users, staticRoleStoragePrefix+r)
 		}
 	}
 	sort.Strings(users)

@@ -216,20 +216,26 @@ func setLease(resp *logical.Response, ttl time.Duration) {
 func (b *backend) exchange(ctx context.Context, roleName string, cfg *config) (*pure1.AccessToken, error) {
 	key := roleName + "\x00" + cfg.identity
 	return b.flights.do(ctx, key, func(ctx context.Context) (*pure1.AccessToken, error) {
-		jwt, _, err := cfg.signer.Sign(b.now(), exchangeJWTLifetime)
-		if err != nil {
-			return nil, err
-		}
-		start := time.Now()
-		tok, err := b.exchanger.Exchange(ctx, cfg.entry.TokenURL, jwt)
-		if err != nil {
-			b.Logger().Warn("Pure1 token exchange failed", "role", roleName, "app_id", cfg.signer.AppID(), "error", err)
-			return nil, err
-		}
-		b.Logger().Debug("Pure1 token exchanged", "role", roleName, "app_id", cfg.signer.AppID(),
-			"expires_at", tok.ExpiresAt.Format(time.RFC3339), "duration", time.Since(start))
-		return tok, nil
+		return b.exchangeWith(ctx, cfg, "role "+roleName)
 	})
+}
+
+// exchangeWith signs a short-lived JWT with cfg's key and trades it at cfg's
+// token_url. who names the requester in the logs.
+func (b *backend) exchangeWith(ctx context.Context, cfg *config, who string) (*pure1.AccessToken, error) {
+	jwt, _, err := cfg.signer.Sign(b.now(), exchangeJWTLifetime)
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	tok, err := b.exchanger.Exchange(ctx, cfg.entry.TokenURL, jwt)
+	if err != nil {
+		b.Logger().Warn("Pure1 token exchange failed", "for", who, "app_id", cfg.signer.AppID(), "error", err)
+		return nil, err
+	}
+	b.Logger().Debug("Pure1 token exchanged", "for", who, "app_id", cfg.signer.AppID(),
+		"expires_at", tok.ExpiresAt.Format(time.RFC3339), "duration", time.Since(start))
+	return tok, nil
 }
 
 // exchangeErrorResponse explains a failed exchange. Pure1's refusals are the

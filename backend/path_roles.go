@@ -199,23 +199,7 @@ func readRoleEntry(ctx context.Context, s logical.Storage, name string) (*roleEn
 
 // getRole returns the role from the cache or storage; nil if there is none.
 func (b *backend) getRole(ctx context.Context, s logical.Storage, name string) (*roleEntry, error) {
-	b.cacheLock.RLock()
-	r, ok := b.roles[name]
-	gen := b.gen
-	b.cacheLock.RUnlock()
-	if ok {
-		return r, nil
-	}
-	r, err := readRoleEntry(ctx, s, name)
-	if err != nil || r == nil {
-		return nil, err
-	}
-	b.cacheLock.Lock()
-	if b.gen == gen {
-		b.roles[name] = r
-	}
-	b.cacheLock.Unlock()
-	return r, nil
+	return cachedLoad(b, b.roles, name, func() (*roleEntry, error) { return readRoleEntry(ctx, s, name) })
 }
 
 func (b *backend) pathRoleExists(ctx context.Context, req *logical.Request, d *framework.FieldData) (bool, error) {
