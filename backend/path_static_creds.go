@@ -92,7 +92,7 @@ func (b *backend) pathStaticCredsRead(ctx context.Context, req *logical.Request,
 		return nil, err
 	}
 	var refreshErr error
-	if staticDue(t, role, cfg, b.now()) {
+	if staticReadDue(t, role, cfg, b.now()) {
 		switch {
 		case b.mayWrite():
 			// The background refresher normally gets here first; this covers
@@ -135,7 +135,7 @@ func (b *backend) pathStaticCredsRead(ctx context.Context, req *logical.Request,
 // replaced: until the next refresh, or, when that is overdue (refreshing
 // fails), until the next try; never past the token's expiry.
 func staticCredsData(role *staticRoleEntry, t *staticToken, now time.Time) map[string]interface{} {
-	ttl := t.NextRefresh.Sub(now)
+	ttl := t.nextRefresh(role).Sub(now)
 	if ttl <= 0 {
 		ttl = staticRetryMin
 	}

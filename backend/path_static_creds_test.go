@@ -316,3 +316,20 @@ func TestStaticStorageFailures(t *testing.T) {
 		t.Errorf("read after a failed store: token %q", got)
 	}
 }
+
+func TestStaticShorterPeriodReschedules(t *testing.T) {
+	e, te, _ := staticEnv(t, 10*time.Hour, time.Hour, envOptions{})
+	e.mustRead("static-creds/fleet")
+	e.clock.Add(20 * time.Minute)
+	e.mustWrite("static-roles/fleet", map[string]interface{}{"rotation_period": "15m"})
+	if next := e.b.refreshDueStatic(e.ctx, e.storage); !next.Equal(e.clock.Now().Add(15 * time.Minute)) {
+		t.Errorf("next refresh = %v, want 15m from now (the shorter period was overdue)", next)
+	}
+	if n := te.emu.Stats().TokensIssued; n != 2 {
+		t.Errorf("exchanges = %d, want 2", n)
+	}
+	e.mustWrite("static-roles/fleet", map[string]interface{}{"rotation_period": "30m"})
+	if ttl := e.mustRead("static-creds/fleet").Data[fieldStaticTTL]; ttl != int64(15*60) {
+		t.Errorf("ttl after lengthening the period = %v, want the scheduled 900 (lengthening applies from the next refresh)", ttl)
+	}
+}

@@ -117,38 +117,40 @@ func (b *backend) refreshDueStatic(ctx context.Context, s logical.Storage) time.
 		if ctx.Err() != nil {
 			return time.Time{}
 		}
-		t, err := b.refreshIfDue(ctx, s, name)
+		due, err := b.refreshIfDue(ctx, s, name)
 		if err != nil && ctx.Err() == nil {
 			b.Logger().Warn("checking a static token failed", "static_role", name, "error", err)
 		}
-		if t != nil && (next.IsZero() || t.NextRefresh.Before(next)) {
-			next = t.NextRefresh
+		if !due.IsZero() && (next.IsZero() || due.Before(next)) {
+			next = due
 		}
 	}
 	return next
 }
 
 // refreshIfDue refreshes one static role's token when it is due and returns
-// the token as stored afterwards. A failed exchange is recorded in the token,
-// not returned: it is retried on the token's schedule.
-func (b *backend) refreshIfDue(ctx context.Context, s logical.Storage, name string) (*staticToken, error) {
+// when it is due next (zero if unknown). A failed exchange is recorded in the
+// token, not returned: it is retried on the token's schedule.
+func (b *backend) refreshIfDue(ctx context.Context, s logical.Storage, name string) (time.Time, error) {
 	role, err := b.getStaticRole(ctx, s, name)
 	if err != nil || role == nil {
-		return nil, err
+		return time.Time{}, err
 	}
 	cfg, err := b.getConfig(ctx, s, role.Config)
 	if err != nil {
-		return nil, err
+		return time.Time{}, err
 	}
 	t, err := b.getStaticToken(ctx, s, name)
 	if err != nil {
-		return nil, err
+		return time.Time{}, err
 	}
-	if !staticDue(t, role, cfg, b.now()) {
-		return t, nil
+	if staticDue(t, role, cfg, b.now()) {
+		if _, err := b.refreshStatic(ctx, s, name); err != nil && ctx.Err() != nil {
+			return time.Time{}, err
+		}
+		if t, err = b.getStaticToken(ctx, s, name); err != nil || t == nil {
+			return time.Time{}, err
+		}
 	}
-	if _, err := b.refreshStatic(ctx, s, name); err != nil && ctx.Err() != nil {
-		return nil, err
-	}
-	return b.getStaticToken(ctx, s, name)
+	return t.nextRefresh(role), nil
 }

@@ -51,6 +51,7 @@ type staticToken struct {
 	// Failure state: since when refreshing fails, how often, and Pure1's
 	// reason. Cleared by the next success.
 	FailingSince time.Time `json:"failing_since,omitempty"`
+	LastFailure  time.Time `json:"last_failure,omitempty"`
 	Failures     int       `json:"failures,omitempty"`
 	LastError    string    `json:"last_error,omitempty"`
 	// FailedIdentity is the config state the last failed refresh used: a
@@ -205,6 +206,7 @@ func (b *backend) storeStaticResult(ctx context.Context, s logical.Storage, name
 			t.FailingSince = now
 		}
 		t.Failures++
+		t.LastFailure = now
 		t.LastError = xerr.Error()
 		t.FailedIdentity = ""
 		if cfg != nil {
@@ -237,12 +239,31 @@ func (b *backend) storeStaticResult(ctx context.Context, s logical.Storage, name
 	return &t, nil
 }
 
+// nextRefresh is when the token is due: as scheduled, or sooner when the
+// role's rotation_period has been shortened since.
+func (t *staticToken) nextRefresh(role *staticRoleEntry) time.Time {
+	if t.Failures == 0 && !t.LastRefreshed.IsZero() {
+		if byPeriod := t.LastRefreshed.Add(role.RotationPeriod); byPeriod.Before(t.NextRefresh) {
+			return byPeriod
+		}
+	}
+	return t.NextRefresh
+}
+
+// staticReadDue is staticDue for a reader: a reader who would otherwise be
+// turned away (no valid token) may also try again, once staticRetryMin has
+// passed since the last failure, without waiting for the refresher's longer
+// backoff.
+func staticReadDue(t *staticToken, role *staticRoleEntry, cfg *config, now time.Time) bool {
+	return staticDue(t, role, cfg, now) || (!t.usable(now) && now.Sub(t.LastFailure) >= staticRetryMin)
+}
+
 // staticDue reports whether the role's token needs a refresh now: there is
 // none, its refresh (or, after a failure, its next try) is due, or its config
 // changed since it was issued or since the refresh that failed. The schedule
 // is set so that a token is replaced before it expires.
 func staticDue(t *staticToken, role *staticRoleEntry, cfg *config, now time.Time) bool {
-	if t == nil || t.Config != role.Config || !now.Before(t.NextRefresh) {
+	if t == nil || t.Config != role.Config || !now.Before(t.nextRefresh(role)) {
 		return true
 	}
 	if cfg == nil {

@@ -6,7 +6,7 @@
 #   1. vault write pure1/config/main generate_key=true   (the key never leaves Vault)
 #   2. register the returned public key with the emulator -> application ID
 #   3. vault write pure1/config/main app_id=... token_url=<emulator>/oauth2/1.0/token
-#   4. roles: readonly (access_token) and readonly-jwt (jwt)
+#   4. roles: readonly (access_token) and readonly-jwt (jwt); static role fleet
 #   5. policy pure1-creds (bootstrap/policy-pure1-creds.hcl)
 #
 # make dev runs it. Environment:
@@ -62,7 +62,11 @@ step "Roles: readonly (access_token), readonly-jwt (jwt)"
 "$VAULT" write "$MOUNT/roles/readonly-jwt" config="$CONFIG" credential_type=jwt >/dev/null
 ok "$("$VAULT" list "$MOUNT/roles" | tail -n +3 | paste -sd, - | sed 's/,/, /g')"
 
-step "Policy pure1-creds (read $MOUNT/creds/*, nothing else)"
-sed "s#\"pure1/creds/\*\"#\"$MOUNT/creds/*\"#" "$HERE/policy-pure1-creds.hcl" |
+step "Static role fleet (one shared access token, refreshed hourly)"
+"$VAULT" write "$MOUNT/static-roles/fleet" config="$CONFIG" rotation_period=1h >/dev/null
+ok "static-creds/fleet serves it"
+
+step "Policy pure1-creds (read $MOUNT/creds/* and $MOUNT/static-creds/*, nothing else)"
+sed "s#\"pure1/#\"$MOUNT/#" "$HERE/policy-pure1-creds.hcl" |
   "$VAULT" policy write pure1-creds - >/dev/null
 ok "policy written"

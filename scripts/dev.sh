@@ -171,13 +171,16 @@ fi
 info "$body"
 ok "the emulator accepted the token"
 
+step "vault read $MOUNT/static-creds/fleet   (one token shared by every reader, no lease)"
+"$VAULT" read "$MOUNT/static-creds/fleet" | sed -e 's/^/    /' -e 's/\(access_token *\)\(.\{24\}\).*/\1\2... (shortened here)/'
+
 step "vault read -field=jwt $MOUNT/creds/readonly-jwt"
 JWT="$("$VAULT" read -field=jwt "$MOUNT/creds/readonly-jwt")"
 info "${JWT:0:60}... (header: $(cut -d. -f1 <<<"$JWT" | tr '_-' '/+' | base64 -d 2>/dev/null || true))"
 
 # A ready-to-run Vault Agent directory with the shipped config and template.
 mkdir -p "$DEV_DIR/agent"
-cp "$ROOT/bootstrap/agent.hcl" "$ROOT/bootstrap/agent-template.ctmpl" "$DEV_DIR/agent/"
+cp "$ROOT/bootstrap/agent.hcl" "$ROOT/bootstrap/agent-template.ctmpl" "$ROOT/bootstrap/agent-static-template.ctmpl" "$DEV_DIR/agent/"
 "$VAULT" token create -policy=pure1-creds -period=24h -field=token >"$DEV_DIR/agent/agent-token"
 chmod 0600 "$DEV_DIR/agent/agent-token"
 
@@ -203,6 +206,7 @@ $(step "Ready. To try more, in another shell:")
 
     vault read pure1/creds/readonly
     vault read -format=json pure1/creds/readonly-jwt
+    vault read pure1/static-creds/fleet                         # the shared token; vault read pure1/static-roles/fleet for its state
     curl -H "Authorization: Bearer \$(vault read -field=access_token pure1/creds/readonly)" \\
          \$PURE1_EMULATOR_ADDR/api/1.latest/arrays
     pure1-emulator fault -kind status -status 503 -count 2    # make Pure1 misbehave

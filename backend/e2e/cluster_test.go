@@ -109,6 +109,22 @@ func TestCluster(t *testing.T) {
 	}
 	t.Logf("all %d roles issue usable creds through each of the 3 nodes", len(roles))
 
+	// A static role on a config of its own, against an emulator of its own,
+	// so that its exchanges are counted apart from the dynamic reads below.
+	staticEmu := StartEmulator(t)
+	staticGen := c.node[leader].MustCLIJSON(t, "write", "-format=json", "pure1/config/static", "generate_key=true")
+	c.node[leader].MustCLI(t, "write", "pure1/config/static", "app_id="+staticEmu.Register(t, jstr(t, staticGen, "data", "public_key")),
+		"token_url="+staticEmu.TokenURL())
+	c.node[leader].MustCLI(t, "write", "pure1/static-roles/fleet", "config=static", "rotation_period=10m")
+	staticTok := c.staticToken(t, leader)
+	for _, n := range c.nodes() {
+		if got := c.staticToken(t, n); got != staticTok {
+			t.Fatalf("node%d serves another static token than node%d", n, leader)
+		}
+	}
+	staticExchanges := staticEmu.Stats(t)["tokens_issued"]
+	configs["static"] = c.readConfig(t, leader, "static")
+
 	// ---- 2. kill the active node while reading through the survivors ---------------
 
 	var survivors []int
@@ -209,6 +225,33 @@ func TestCluster(t *testing.T) {
 	}
 	c.checkState(t, survivors[0], configs, roles)
 
+	// The static token survives the failover as it was: every survivor
+	// serves the stored token without asking Pure1 ...
+	for _, n := range survivors {
+		if got := c.staticToken(t, n); got != staticTok {
+			t.Errorf("node%d serves another static token after the failover", n)
+		}
+	}
+	if n := staticEmu.Stats(t)["tokens_issued"]; n != staticExchanges {
+		t.Errorf("the failover cost %d static exchange(s), want 0", n-staticExchanges)
+	}
+	if err := clAPIAccepts(staticEmu, staticTok); err != nil {
+		t.Errorf("the static token after the failover: %v", err)
+	}
+	// ... and the new active node carries on refreshing: shorten the period
+	// and the token is replaced by itself.
+	c.node[survivors[0]].MustCLI(t, "write", "pure1/static-roles/fleet", "rotation_period=10s")
+	eventually(t, 60*time.Second, 500*time.Millisecond, "a refresh by node"+fmt.Sprint(newLeader), func() (bool, string) {
+		return c.staticToken(t, survivors[1]) != staticTok, "still the token from before the failover"
+	})
+	if n := staticEmu.Stats(t)["tokens_issued"]; n <= staticExchanges {
+		t.Errorf("no exchange after the period was shortened")
+	}
+	if err := clAPIAccepts(staticEmu, c.staticToken(t, survivors[0])); err != nil {
+		t.Errorf("the static token refreshed by the new active node: %v", err)
+	}
+	t.Logf("static role: the same token through both survivors after the failover with 0 exchanges; node%d refreshed it afterwards", newLeader)
+
 	// Restart the killed node: it rejoins and serves.
 	restartAt := time.Now()
 	c.script(t, "restart-node", fmt.Sprint(leader))
@@ -274,6 +317,12 @@ func TestCluster(t *testing.T) {
 		"restarted node serving after %s; plugin upgrade %s->%s kept keys on all 3 nodes (%s); step-down handoff %s; whole test %s",
 		during, failed, timeToRecover.Round(time.Millisecond), timeToRecoverAll.Round(time.Millisecond), restartedServing.Round(time.Millisecond),
 		c.version, newVersion, upgradeTime.Round(time.Second), handoff.Round(time.Millisecond), time.Since(testStart).Round(time.Second))
+}
+
+// staticToken reads static-creds/fleet through node n.
+func (c *raftCluster) staticToken(t *testing.T, n int) string {
+	t.Helper()
+	return jstr(t, c.node[n].MustCLIJSON(t, "read", "-format=json", "pure1/static-creds/fleet"), "data", "access_token")
 }
 
 // raftCluster is a cluster started by scripts/cluster.sh in a temporary directory.
@@ -520,8 +569,13 @@ func (c *raftCluster) checkCreds(t *testing.T, emu *Emulator, n int, r clusterRo
 // IDs, and every role its config and type.
 func (c *raftCluster) checkState(t *testing.T, n int, configs map[string]clusterConfig, roles []clusterRole) {
 	t.Helper()
-	if got := c.cliList(t, n, "pure1/config"); !slices.Equal(got, []string{"imported", "main"}) {
-		t.Fatalf("configs through node%d: %v, want [imported main]", n, got)
+	var wantConfigs []string
+	for name := range configs {
+		wantConfigs = append(wantConfigs, name)
+	}
+	slices.Sort(wantConfigs)
+	if got := c.cliList(t, n, "pure1/config"); !slices.Equal(got, wantConfigs) {
+		t.Fatalf("configs through node%d: %v, want %v", n, got, wantConfigs)
 	}
 	for name, want := range configs {
 		if got := c.readConfig(t, n, name); got != want {
