@@ -71,6 +71,12 @@ type backend struct {
 
 	tokens  *tokenCache
 	flights *flightGroup
+	checks  *checkCache
+
+	// parseKey and generateKey are pure1's, replaced in tests to make key
+	// work slow on purpose.
+	parseKey    func(pemData, password []byte) (*pure1.Key, error)
+	generateKey func(bits int) (*pure1.Key, error)
 }
 
 func newBackend(opts Options) *backend {
@@ -81,6 +87,10 @@ func newBackend(opts Options) *backend {
 		roles:     make(map[string]*roleEntry),
 		tokens:    newTokenCache(),
 		flights:   newFlightGroup(),
+		checks:    newCheckCache(),
+
+		parseKey:    pure1.ParsePrivateKey,
+		generateKey: pure1.GenerateKey,
 	}
 	if b.now == nil {
 		b.now = time.Now
@@ -95,6 +105,8 @@ func newBackend(opts Options) *backend {
 		},
 		Paths: framework.PathAppend(
 			pathConfig(b),
+			pathRotate(b),
+			pathCheck(b),
 			pathRoles(b),
 			pathCreds(b),
 		),
@@ -138,6 +150,7 @@ func (b *backend) dropConfig(name string) {
 	b.gen++
 	b.cacheLock.Unlock()
 	b.tokens.dropConfig(name)
+	b.checks.drop(name)
 }
 
 func (b *backend) dropRole(name string) {

@@ -4,6 +4,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
 
@@ -71,6 +72,8 @@ func TestConfigImportFormats(t *testing.T) {
 				"key_bits":               2048,
 				"key_source":             tc.source,
 				"token_url":              pure1.DefaultTokenURL,
+				"key_created_at":         testEpoch.Format(time.RFC3339),
+				"max_key_age":            int64(0),
 			}
 			if !reflect.DeepEqual(resp.Data, want) {
 				t.Errorf("write response\n got %v\nwant %v", resp.Data, want)
