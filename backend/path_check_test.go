@@ -1,10 +1,14 @@
 package backend
 
 import (
+	"context"
+	"encoding/json"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/pure1vault/vault-plugin-secrets-pure1/backend/pure1/emulator"
 )
@@ -167,5 +171,63 @@ func TestCheckConcurrent(t *testing.T) {
 		// result; only a reader between the end of the exchange and the
 		// cache fill could start a second one.
 		t.Errorf("%d exchanges for 8 concurrent checks", n)
+	}
+}
+
+// TestOpenAPIRotateAndCheck: the new paths are in the OpenAPI document that
+// vault path-help and the UI are built from, with operation IDs, summaries,
+// response schemas, and the key fields marked sensitive.
+func TestOpenAPIRotateAndCheck(t *testing.T) {
+	conf := logical.TestBackendConfig()
+	conf.System = logical.StaticSystemView{PluginEnvironment: &logical.PluginEnvironment{VaultVersion: "test"}}
+	conf.StorageView = &logical.InmemStorage{}
+	b := newBackend(Options{})
+	if err := b.Setup(context.Background(), conf); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := b.HandleRequest(context.Background(), &logical.Request{Operation: logical.HelpOperation, Storage: conf.StorageView})
+	mustOK(t, "root help", resp, err)
+	raw, err := json.Marshal(resp.Data["openapi"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Paths      map[string]map[string]json.RawMessage `json:"paths"`
+		Components struct {
+			Schemas map[string]struct {
+				Properties map[string]struct {
+					DisplayAttrs struct {
+						Sensitive bool `json:"sensitive"`
+					} `json:"x-vault-displayAttrs"`
+				} `json:"properties"`
+			} `json:"schemas"`
+		} `json:"components"`
+	}
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	for _, op := range []struct{ path, method, id string }{
+		{"/config/{name}/rotate", "post", "pure1-write-config-key-rotation"},
+		{"/config/{name}/rotate", "get", "pure1-read-config-key-rotation"},
+		{"/config/{name}/rotate", "delete", "pure1-delete-config-key-rotation"},
+		{"/config/{name}/check", "get", "pure1-check-config"},
+	} {
+		var o struct {
+			OperationID string                     `json:"operationId"`
+			Summary     string                     `json:"summary"`
+			Responses   map[string]json.RawMessage `json:"responses"`
+		}
+		if err := json.Unmarshal(doc.Paths[op.path][op.method], &o); err != nil || o.OperationID != op.id || o.Summary == "" {
+			t.Errorf("%s %s: operation %+v (%v), want id %s and a summary", op.method, op.path, o, err, op.id)
+		}
+	}
+	req := doc.Components.Schemas["Pure1WriteConfigKeyRotationRequest"].Properties
+	for _, f := range []string{"private_key", "private_key_password"} {
+		if !req[f].DisplayAttrs.Sensitive {
+			t.Errorf("rotate field %s is not marked sensitive", f)
+		}
+	}
+	if _, ok := doc.Components.Schemas["Pure1CheckConfigResponse"].Properties["round_trip_ms"]; !ok {
+		t.Errorf("the check response schema lacks round_trip_ms")
 	}
 }
