@@ -891,7 +891,8 @@ func TestClusterRotation(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if clVerifyJWT(jstr(t, m, "data", "jwt"), before) == nil {
+		// The old key with the new app ID: only the signature can fail.
+		if clVerifyJWT(jstr(t, m, "data", "jwt"), clusterConfig{appID: newApp, publicKey: before.publicKey}) == nil {
 			t.Errorf("node%d: a JWT after the rotation verifies with the old key", n)
 		}
 	}
