@@ -343,7 +343,9 @@ func (b *backend) rotatePromote(ctx context.Context, req *logical.Request, name,
 	}
 	// The identity (key, app_id) changed: dropping the config makes every
 	// cache keyed by identity (shared tokens, exchanges in flight, checks)
-	// move to the new key with the next read.
+	// move to the new key with the next read, on this node; other nodes do
+	// the same from Invalidate. Static tokens (issue 11) refresh on the same
+	// signal.
 	b.dropConfig(name)
 	b.Logger().Info("rotation: key promoted", "config", name, "app_id", appID, "fingerprint", pending.Fingerprint(),
 		"previous_app_id", cur.AppID, "verified", verify)
