@@ -521,10 +521,23 @@ func TestConfigKeyParsedOutsideWriteLock(t *testing.T) {
 			done <- errorText(e.write(path, map[string]interface{}{"private_key": keyB().encPKCS8, "private_key_password": "slow"}))
 		}()
 		<-sp.entered
-		// The slow parse is in progress: these need the write lock.
-		e.mustWrite("roles/j", map[string]interface{}{"config": "c", "credential_type": "jwt"})
-		e.mustWrite("config/other", map[string]interface{}{"private_key": keyC().pkcs8})
-		e.mustDelete("roles/j")
+		// The slow parse is in progress: these need the write lock. Were the
+		// parse under the lock, they would wait for it forever; the bound
+		// turns that deadlock into a failure.
+		others := make(chan struct{})
+		go func() {
+			defer close(others)
+			e.mustWrite("roles/j", map[string]interface{}{"config": "c", "credential_type": "jwt"})
+			e.mustWrite("config/other", map[string]interface{}{"private_key": keyC().pkcs8})
+			e.mustDelete("roles/j")
+		}()
+		select {
+		case <-others:
+		case <-time.After(time.Minute):
+			sp.release <- struct{}{}
+			<-others
+			t.Fatalf("%s: other writes waited for a key being parsed", path)
+		}
 		sp.release <- struct{}{}
 		if msg := <-done; !strings.Contains(msg, "does not decrypt") {
 			t.Errorf("%s: the slow write ended with %q, want the wrong-password refusal", path, msg)
@@ -552,8 +565,15 @@ func TestConfigWriteHonoursContext(t *testing.T) {
 		}()
 		<-sp.entered
 		cancel()
-		if err := <-done; !errors.Is(err, context.Canceled) {
-			t.Errorf("%s: error %v, want context.Canceled", path, err)
+		select {
+		case err := <-done:
+			if !errors.Is(err, context.Canceled) {
+				t.Errorf("%s: error %v, want context.Canceled", path, err)
+			}
+		case <-time.After(time.Minute):
+			// A write that ignores its context waits for the parse, which
+			// waits for the end of the test: report it instead of hanging.
+			t.Fatalf("%s: the write kept waiting for its key after its request was cancelled", path)
 		}
 		if d := diffSnapshots(before, e.snapshot()); d != "" {
 			t.Errorf("%s: the abandoned write changed storage: %s", path, d)
