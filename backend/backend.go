@@ -74,7 +74,13 @@ type backend struct {
 
 	tokens    *tokenCache
 	flights   *flightGroup
+	checks    *checkCache
 	refresher *staticRefresher
+
+	// parseKey and generateKey are pure1's, replaced in tests to make key
+	// work slow on purpose.
+	parseKey    func(pemData, password []byte) (*pure1.Key, error)
+	generateKey func(bits int) (*pure1.Key, error)
 }
 
 func newBackend(opts Options) *backend {
@@ -85,10 +91,14 @@ func newBackend(opts Options) *backend {
 		roles:     make(map[string]*roleEntry),
 		tokens:    newTokenCache(),
 		flights:   newFlightGroup(),
+		checks:    newCheckCache(),
 		refresher: newStaticRefresher(),
 
 		staticRoles:  make(map[string]*staticRoleEntry),
 		staticTokens: make(map[string]*staticToken),
+
+		parseKey:    pure1.ParsePrivateKey,
+		generateKey: pure1.GenerateKey,
 	}
 	if b.now == nil {
 		b.now = time.Now
@@ -104,6 +114,8 @@ func newBackend(opts Options) *backend {
 		},
 		Paths: framework.PathAppend(
 			pathConfig(b),
+			pathRotate(b),
+			pathCheck(b),
 			pathRoles(b),
 			pathCreds(b),
 			pathStaticRoles(b),
@@ -161,6 +173,7 @@ func (b *backend) dropConfig(name string) {
 	b.gen++
 	b.cacheLock.Unlock()
 	b.tokens.dropConfig(name)
+	b.checks.drop(name)
 	// Static tokens of this config are due at once under its new identity.
 	b.wakeStaticRefresher()
 }

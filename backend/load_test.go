@@ -13,8 +13,9 @@ import (
 
 // TestLoadCredsWhileRewriting reads creds from 8 goroutines, 1000 reads each
 // (9 in 10 of a jwt role, 1 in 10 of an access_token role exchanged with the
-// in-process emulator), while another goroutine keeps regenerating the jwt
-// configs' keys, rotating the access_token config's key and app_id, and
+// in-process emulator), while another goroutine keeps rotating the jwt
+// configs' keys (config/<name>/rotate, promoted unverified), rotating the
+// access_token config's key and app_id (verified with the emulator), and
 // rewriting every role with valid values. Every read must succeed, and every
 // JWT must verify with the public key of the generation its iss names.
 //
@@ -38,12 +39,20 @@ func TestLoadCredsWhileRewriting(t *testing.T) {
 		gens   = map[string]*rsa.PublicKey{}
 		genN   int
 	)
-	regenerate := func(cfg string) error {
+	// The first write of a config creates it; every later key change is a
+	// rotation (pending key, then promotion), as it must be once roles use
+	// the config. The jwt configs' app IDs are registered nowhere, so their
+	// promotions skip the exchange.
+	regenerate := func(cfg string, first bool) error {
 		gensMu.Lock()
 		genN++
 		id := fmt.Sprintf("pure1:apikey:gen%d", genN)
 		gensMu.Unlock()
-		resp, err := e.write("config/"+cfg, map[string]interface{}{"generate_key": true, "app_id": id})
+		path, data := "config/"+cfg, map[string]interface{}{"generate_key": true, "app_id": id}
+		if !first {
+			path, data = "config/"+cfg+"/rotate", map[string]interface{}{"generate_key": true}
+		}
+		resp, err := e.write(path, data)
 		if msg := errorText(resp, err); msg != "" {
 			return fmt.Errorf("regenerating %s: %s", cfg, msg)
 		}
@@ -58,6 +67,12 @@ func TestLoadCredsWhileRewriting(t *testing.T) {
 		gensMu.Lock()
 		gens[id] = pub.(*rsa.PublicKey)
 		gensMu.Unlock()
+		if !first {
+			resp, err := e.write(path, map[string]interface{}{"app_id": id, "verify": false})
+			if msg := errorText(resp, err); msg != "" {
+				return fmt.Errorf("promoting %s: %s", cfg, msg)
+			}
+		}
 		return nil
 	}
 	// Access-token config: keys from a pool, each write with a fresh
@@ -77,15 +92,25 @@ func TestLoadCredsWhileRewriting(t *testing.T) {
 		appsMu.Lock()
 		apps[id] = true
 		appsMu.Unlock()
-		resp, err := e.write("config/emu", map[string]interface{}{"private_key": k.pkcs8, "app_id": id, "token_url": te.tokenURL})
-		if msg := errorText(resp, err); msg != "" {
-			return fmt.Errorf("rotating config/emu: %s", msg)
+		if i == 0 {
+			resp, err := e.write("config/emu", map[string]interface{}{"private_key": k.pkcs8, "app_id": id, "token_url": te.tokenURL})
+			if msg := errorText(resp, err); msg != "" {
+				return fmt.Errorf("creating config/emu: %s", msg)
+			}
+			return nil
+		}
+		// Verified against the emulator before promotion.
+		for _, data := range []map[string]interface{}{{"private_key": k.pkcs8}, {"app_id": id}} {
+			resp, err := e.write("config/emu/rotate", data)
+			if msg := errorText(resp, err); msg != "" {
+				return fmt.Errorf("rotating config/emu: %s", msg)
+			}
 		}
 		return nil
 	}
 
 	for _, c := range []string{"jwtA", "jwtB"} {
-		if err := regenerate(c); err != nil {
+		if err := regenerate(c, true); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -128,7 +153,7 @@ func TestLoadCredsWhileRewriting(t *testing.T) {
 			var err error
 			switch i % 4 {
 			case 0:
-				err = regenerate([]string{"jwtA", "jwtB"}[(i/4)%2])
+				err = regenerate([]string{"jwtA", "jwtB"}[(i/4)%2], false)
 			case 1:
 				// Swap the jwt roles between the configs, with new ttls.
 				cfgs := []string{"jwtA", "jwtB"}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
@@ -23,10 +24,18 @@ const (
 	fieldGenerateKey        = "generate_key"
 	fieldKeyBits            = "key_bits"
 	fieldTokenURL           = "token_url"
+	fieldMaxKeyAge          = "max_key_age"
 	// Read-only, in responses.
 	fieldPublicKey            = "public_key"
 	fieldPublicKeyFingerprint = "public_key_fingerprint"
 	fieldKeySource            = "key_source"
+	fieldKeyCreatedAt         = "key_created_at"
+	// Of a rotation in progress and of the key it replaced (path_rotate.go).
+	fieldPendingFingerprint  = "pending_public_key_fingerprint"
+	fieldPendingCreatedAt    = "pending_key_created_at"
+	fieldPreviousFingerprint = "previous_public_key_fingerprint"
+	fieldPreviousAppID       = "previous_app_id"
+	fieldPreviousRetiredAt   = "previous_retired_at"
 )
 
 // Size limits: far above any real value, low enough that a mistaken upload
@@ -58,6 +67,12 @@ is not stored. The key is never returned: reads show the public key and its
 SHA-256 fingerprint. A write that sets only app_id or token_url keeps the key; a
 new key clears app_id, because Pure1 gives every key pair its own application.
 A config that a role uses cannot be deleted.
+
+Once roles use a config that has an app_id, a new key is refused here: replace
+it with config/NAME/rotate, which keeps the current key issuing credentials until
+the new one is registered in Pure1 and proven by a token exchange. max_key_age
+(e.g. 8760h) adds a warning to reads of the config and to every credential once
+the active key is older, as a reminder to rotate.
 `
 	configListHelpSynopsis = "List the configured Pure1 applications."
 )
@@ -106,6 +121,10 @@ func pathConfig(b *backend) []*framework.Path {
 					Type:        framework.TypeString,
 					Default:     pure1.DefaultTokenURL,
 					Description: "Pure1 token endpoint. https only, except http to a loopback address (a local emulator).",
+				},
+				fieldMaxKeyAge: {
+					Type:        framework.TypeDurationSecond,
+					Description: "Warn on config reads and on every credential once the active key is older than this (e.g. 8760h); 0 turns the warning off. Rotate with config/NAME/rotate.",
 				},
 			},
 			ExistenceCheck: b.pathConfigExists,
@@ -167,17 +186,54 @@ var configResponses = map[int][]framework.Response{
 			fieldKeyBits:              {Type: framework.TypeInt, Description: "RSA key size."},
 			fieldKeySource:            {Type: framework.TypeString, Description: "generated, or the format the key was imported in."},
 			fieldTokenURL:             {Type: framework.TypeString, Description: "Pure1 token endpoint."},
+			fieldKeyCreatedAt:         {Type: framework.TypeTime, Description: "When the active key was generated in or imported into Vault (RFC 3339); empty for a key stored before this was recorded."},
+			fieldMaxKeyAge:            {Type: framework.TypeDurationSecond, Description: "Key age after which reads and credentials carry a warning; 0 if off."},
+			fieldPendingFingerprint:   {Type: framework.TypeString, Description: "During a rotation: the pending key's fingerprint (see config/NAME/rotate)."},
+			fieldPendingCreatedAt:     {Type: framework.TypeTime, Description: "During a rotation: when the pending key was made."},
+			fieldPreviousFingerprint:  {Type: framework.TypeString, Description: "After a rotation: the fingerprint of the key it replaced."},
+			fieldPreviousAppID:        {Type: framework.TypeString, Description: "After a rotation: the application ID of the key it replaced; delete that application in Pure1 once its tokens have expired."},
+			fieldPreviousRetiredAt:    {Type: framework.TypeTime, Description: "After a rotation: when the previous key stopped signing."},
 		},
 	}},
 }
 
 // configEntry is what is stored at config/<name>, behind the barrier and seal
-// wrap. PrivateKey is unencrypted PKCS#8 PEM.
+// wrap. PrivateKey is unencrypted PKCS#8 PEM. Entries stored before rotation
+// existed have only the first four fields; the others decode as zero values,
+// which mean "unknown" (KeyCreatedAt) or "none".
 type configEntry struct {
 	AppID      string `json:"app_id"`
 	PrivateKey string `json:"private_key"`
 	KeySource  string `json:"key_source"`
 	TokenURL   string `json:"token_url"`
+
+	KeyCreatedAt time.Time     `json:"key_created_at,omitzero"`
+	MaxKeyAge    time.Duration `json:"max_key_age,omitempty"`
+	// Pending is the key of a rotation in progress: stored, never used to
+	// sign credentials until config/<name>/rotate promotes it.
+	Pending *pendingKey `json:"pending,omitempty"`
+	// Previous is what the last promotion retired, public parts only: it
+	// tells the operator which Pure1 application to delete.
+	Previous *previousKey `json:"previous,omitempty"`
+}
+
+// pendingKey carries its public half beside the private key so that reading a
+// config never parses it: a damaged pending key must not break credentials.
+type pendingKey struct {
+	PrivateKey  string    `json:"private_key"`
+	PublicKey   string    `json:"public_key"`
+	Fingerprint string    `json:"public_key_fingerprint"`
+	KeyBits     int       `json:"key_bits"`
+	KeySource   string    `json:"key_source"`
+	CreatedAt   time.Time `json:"created_at"`
+}
+
+type previousKey struct {
+	PublicKey    string    `json:"public_key"`
+	Fingerprint  string    `json:"public_key_fingerprint"`
+	AppID        string    `json:"app_id"`
+	KeyCreatedAt time.Time `json:"key_created_at,omitzero"`
+	RetiredAt    time.Time `json:"retired_at"`
 }
 
 // config is a configEntry with its key parsed once, as cached.
@@ -217,14 +273,49 @@ func newConfig(name string, e *configEntry, key *pure1.Key) (*config, error) {
 }
 
 func (c *config) responseData() map[string]interface{} {
-	return map[string]interface{}{
+	d := map[string]interface{}{
 		fieldAppID:                c.entry.AppID,
 		fieldPublicKey:            c.key.PublicKeyPEM(),
 		fieldPublicKeyFingerprint: c.key.Fingerprint(),
 		fieldKeyBits:              c.key.Bits(),
 		fieldKeySource:            c.entry.KeySource,
 		fieldTokenURL:             c.entry.TokenURL,
+		fieldKeyCreatedAt:         formatTime(c.entry.KeyCreatedAt),
+		fieldMaxKeyAge:            int64(c.entry.MaxKeyAge / time.Second),
 	}
+	if p := c.entry.Pending; p != nil {
+		d[fieldPendingFingerprint] = p.Fingerprint
+		d[fieldPendingCreatedAt] = formatTime(p.CreatedAt)
+	}
+	if p := c.entry.Previous; p != nil {
+		d[fieldPreviousFingerprint] = p.Fingerprint
+		d[fieldPreviousAppID] = p.AppID
+		d[fieldPreviousRetiredAt] = formatTime(p.RetiredAt)
+	}
+	return d
+}
+
+// formatTime is RFC 3339 in UTC, or "" for an unknown (zero) time.
+func formatTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+// keyAgeWarning is the reminder max_key_age asks for, or "" while the active
+// key is younger (or its age is unknown: stored before ages were recorded).
+func (c *config) keyAgeWarning(now time.Time, mount string) string {
+	if c.entry.MaxKeyAge <= 0 || c.entry.KeyCreatedAt.IsZero() {
+		return ""
+	}
+	age := now.Sub(c.entry.KeyCreatedAt)
+	if age <= c.entry.MaxKeyAge {
+		return ""
+	}
+	return fmt.Sprintf("the key of config %q was created %s ago (%s), longer than its max_key_age of %s: rotate it with "+
+		"vault write %sconfig/%s/rotate generate_key=true (bootstrap/rotate-key.sh walks through it)",
+		c.name, age.Truncate(time.Hour), formatTime(c.entry.KeyCreatedAt), c.entry.MaxKeyAge, mount, c.name)
 }
 
 func readConfigEntry(ctx context.Context, s logical.Storage, name string) (*configEntry, error) {
@@ -279,7 +370,11 @@ func (b *backend) pathConfigRead(ctx context.Context, req *logical.Request, d *f
 	if err != nil || c == nil {
 		return nil, err
 	}
-	return &logical.Response{Data: c.responseData()}, nil
+	resp := &logical.Response{Data: c.responseData()}
+	if w := c.keyAgeWarning(b.now(), req.MountPoint); w != "" {
+		resp.AddWarning(w)
+	}
+	return resp, nil
 }
 
 func (b *backend) pathConfigList(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
@@ -310,13 +405,22 @@ func (b *backend) pathConfigDelete(ctx context.Context, req *logical.Request, d 
 	return nil, nil
 }
 
+// keyInput is the key a write brings: imported (privateKey, password) or
+// generated (keyBits). config/<name> and config/<name>/rotate take it alike.
+type keyInput struct {
+	privateKey, password string
+	keyBits              int
+	generate             bool
+	// has*: the field was in the request.
+	hasKey, hasPassword, keyBitsSet bool
+}
+
 // configWrite is one validated write to config/<name>, before it is applied.
 type configWrite struct {
-	privateKey, password, appID, tokenURL string
-	keyBits                               int
-	generate                              bool
+	keyInput
+	appID, tokenURL string
 	// has*: the field was in the request, so an update changes it.
-	hasKey, hasPassword, hasAppID, hasTokenURL, keyBitsSet bool
+	hasAppID, hasTokenURL bool
 }
 
 func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
@@ -328,6 +432,21 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	if err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}
+	maxKeyAge, hasMaxKeyAge, err := readMaxKeyAge(d)
+	if err != nil {
+		return logical.ErrorResponse(err.Error()), nil
+	}
+
+	// Before the write lock: decrypting a key file or generating a key takes
+	// up to seconds, and every config and role write waits on that lock.
+	nk, err := b.loadKey(ctx, w.keyInput)
+	if err != nil {
+		return nil, err
+	}
+	if nk.refusal != "" {
+		return logical.ErrorResponse(nk.refusal), nil
+	}
+	key, warnings := nk.key, nk.warnings
 
 	b.writeLock.Lock()
 	defer b.writeLock.Unlock()
@@ -336,7 +455,7 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	if err != nil {
 		return nil, err
 	}
-	if old == nil && !w.hasKey && !w.generate {
+	if old == nil && key == nil {
 		return logical.ErrorResponse("config %q has no key yet: supply private_key=@private.pem (with private_key_password if it is encrypted) "+
 			"for a key registered in Pure1, or generate_key=true to create the key pair inside Vault", name), nil
 	}
@@ -345,37 +464,33 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	if old != nil {
 		entry = *old
 	}
-	var warnings []string
-	var key *pure1.Key
-	switch {
-	case w.hasKey:
-		key, err = pure1.ParsePrivateKey([]byte(w.privateKey), []byte(w.password))
-		if err != nil {
-			return logical.ErrorResponse(privateKeyError(err)), nil
-		}
-		if w.hasPassword && !strings.Contains(key.Format, "encrypted") {
-			warnings = append(warnings, "private_key is not encrypted; private_key_password was ignored")
-		}
-		entry.KeySource = "imported (" + key.Format + ")"
-	case w.generate:
-		bits := pure1.DefaultKeyBits
-		if w.keyBitsSet {
-			bits = w.keyBits
-		}
-		if key, err = pure1.GenerateKey(bits); err != nil {
-			return logical.ErrorResponse(err.Error()), nil
-		}
-		entry.KeySource = "generated"
-	}
-
 	if key != nil {
+		// The same key pair is the same public key: its PKCS#8 bytes also
+		// carry the private exponent and prime order, which another tool
+		// may have written differently.
+		sameKey := old != nil && b.storedKeyFingerprint(name, old) == key.Fingerprint()
+		if old != nil && !sameKey && old.AppID != "" {
+			users, err := b.rolesUsingConfig(ctx, req.Storage, name)
+			if err != nil {
+				return nil, err
+			}
+			if len(users) > 0 {
+				return logical.ErrorResponse(newKeyRefusal(req.MountPoint, name, old.AppID, users)), nil
+			}
+		}
 		entry.PrivateKey = string(key.MarshalPKCS8PEM())
-		// PKCS#8 encoding is deterministic: the same key pair stores the same.
-		sameKey := old != nil && old.PrivateKey == entry.PrivateKey
+		entry.KeySource = nk.source
+		if !sameKey {
+			entry.KeyCreatedAt = b.now().UTC()
+		}
 		if old != nil && !sameKey && !w.hasAppID && old.AppID != "" {
 			// Pure1 binds one application ID to one public key.
 			entry.AppID = ""
 			warnings = append(warnings, fmt.Sprintf("the key changed, so app_id %q was cleared: register the new public key in Pure1 and write its app_id", old.AppID))
+		}
+		if entry.Pending != nil && entry.Pending.Fingerprint == key.Fingerprint() {
+			entry.Pending = nil
+			warnings = append(warnings, "this key was the pending key of a rotation, which it ends")
 		}
 	}
 	if w.hasAppID {
@@ -384,17 +499,16 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	if w.hasTokenURL {
 		entry.TokenURL = w.tokenURL
 	}
+	if hasMaxKeyAge {
+		entry.MaxKeyAge = maxKeyAge
+	}
 
 	c, err := newConfig(name, &entry, key)
 	if err != nil {
 		return nil, err
 	}
-	je, err := logical.StorageEntryJSON(configStoragePrefix+name, entry)
-	if err != nil {
-		return nil, fmt.Errorf("encoding config %q: %w", name, err)
-	}
-	if err := req.Storage.Put(ctx, je); err != nil {
-		return nil, fmt.Errorf("storing config %q: %w", name, err)
+	if err := storeConfigEntry(ctx, req.Storage, name, &entry); err != nil {
+		return nil, err
 	}
 	b.dropConfig(name)
 
@@ -403,6 +517,9 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 			"no app_id yet: register public_key in Pure1 (Administration > API Registration > Register Application), "+
 				"then: vault write %sconfig/%s app_id=<the application ID Pure1 shows>", req.MountPoint, name))
 	}
+	if w := c.keyAgeWarning(b.now(), req.MountPoint); w != "" {
+		warnings = append(warnings, w)
+	}
 	resp := &logical.Response{Data: c.responseData()}
 	for _, warn := range warnings {
 		resp.AddWarning(warn)
@@ -410,39 +527,176 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	return resp, nil
 }
 
-// readConfigWrite collects and checks the fields of a config write that can
-// be checked without storage.
-func readConfigWrite(d *framework.FieldData) (*configWrite, error) {
-	w := &configWrite{}
+// newKeyRefusal explains why a new key is not written straight to a config
+// that roles use, and gives the rotation that replaces it without an outage.
+func newKeyRefusal(mount, name, appID string, roles []string) string {
+	return fmt.Sprintf("config %q is in use (app_id %q, role(s) %s): a new key written here would break every read until Pure1 knows it. "+
+		"Rotate instead, which keeps the current key working until the new one is proven: "+
+		"vault write %sconfig/%s/rotate generate_key=true (or private_key=@new.pem), register the public key it shows in Pure1, then "+
+		"vault write %sconfig/%s/rotate app_id=<the new application ID>",
+		name, appID, strings.Join(roles, ", "), mount, name, mount, name)
+}
+
+func storeConfigEntry(ctx context.Context, s logical.Storage, name string, e *configEntry) error {
+	je, err := logical.StorageEntryJSON(configStoragePrefix+name, e)
+	if err != nil {
+		return fmt.Errorf("encoding config %q: %w", name, err)
+	}
+	if err := s.Put(ctx, je); err != nil {
+		return fmt.Errorf("storing config %q: %w", name, err)
+	}
+	return nil
+}
+
+// storedKeyFingerprint is the fingerprint of e's active key, from the cache
+// when it holds the same entry; "" when the stored key is unreadable, which
+// no new key equals.
+func (b *backend) storedKeyFingerprint(name string, e *configEntry) string {
+	b.cacheLock.RLock()
+	c := b.configs[name]
+	b.cacheLock.RUnlock()
+	if c != nil && c.entry.PrivateKey == e.PrivateKey {
+		return c.key.Fingerprint()
+	}
+	k, err := b.parseKey([]byte(e.PrivateKey), nil)
+	if err != nil {
+		return ""
+	}
+	return k.Fingerprint()
+}
+
+// readMaxKeyAge reads max_key_age, when the write has it.
+func readMaxKeyAge(d *framework.FieldData) (time.Duration, bool, error) {
+	v, ok := d.GetOk(fieldMaxKeyAge)
+	if !ok {
+		return 0, false, nil
+	}
+	secs := v.(int)
+	if secs < 0 {
+		return 0, false, errors.New("max_key_age must not be negative: give a duration such as 8760h, or 0 to turn the warning off")
+	}
+	return time.Duration(secs) * time.Second, true, nil
+}
+
+// newKey is a key a write brought, parsed or generated, or the reason it was
+// refused.
+type newKey struct {
+	key      *pure1.Key // nil: the write brings no key
+	source   string     // key_source: generated, or imported (format)
+	warnings []string
+	refusal  string // the user's to fix; key is nil
+}
+
+// loadKey parses or generates the key of in. It honours ctx: a client that
+// gives up stops waiting at once, although the work itself, which cannot be
+// interrupted, ends on its own (bounded by the key parser's limits).
+func (b *backend) loadKey(ctx context.Context, in keyInput) (newKey, error) {
+	var nk newKey
+	switch {
+	case in.hasKey:
+		key, err := keyWork(ctx, func() (*pure1.Key, error) {
+			return b.parseKey([]byte(in.privateKey), []byte(in.password))
+		})
+		if isContextErr(err) {
+			return nk, err
+		}
+		if err != nil {
+			nk.refusal = privateKeyError(err)
+			return nk, nil
+		}
+		if in.hasPassword && !strings.Contains(key.Format, "encrypted") {
+			nk.warnings = append(nk.warnings, "private_key is not encrypted; private_key_password was ignored")
+		}
+		nk.key, nk.source = key, "imported ("+key.Format+")"
+	case in.generate:
+		bits := pure1.DefaultKeyBits
+		if in.keyBitsSet {
+			bits = in.keyBits
+		}
+		key, err := keyWork(ctx, func() (*pure1.Key, error) { return b.generateKey(bits) })
+		if isContextErr(err) {
+			return nk, err
+		}
+		if err != nil {
+			nk.refusal = err.Error()
+			return nk, nil
+		}
+		nk.key, nk.source = key, "generated"
+	}
+	return nk, nil
+}
+
+func isContextErr(err error) bool {
+	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+}
+
+// keyWork runs f on its own goroutine and waits for it or for ctx, whichever
+// ends first.
+func keyWork(ctx context.Context, f func() (*pure1.Key, error)) (*pure1.Key, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("the request ended before its key was read: %w", err)
+	}
+	type result struct {
+		key *pure1.Key
+		err error
+	}
+	done := make(chan result, 1) // buffered: an abandoned f still finishes and exits
+	go func() {
+		k, err := f()
+		done <- result{k, err}
+	}()
+	select {
+	case r := <-done:
+		return r.key, r.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("the request ended before its key was read: %w", ctx.Err())
+	}
+}
+
+// readKeyInput collects and checks the key fields of a write.
+func readKeyInput(d *framework.FieldData) (keyInput, error) {
+	var w keyInput
 	var v interface{}
 	if v, w.hasKey = d.GetOk(fieldPrivateKey); w.hasKey {
 		w.privateKey = v.(string)
 		if strings.TrimSpace(w.privateKey) == "" {
-			return nil, errors.New("private_key is empty: pass the PEM file, e.g. private_key=@private.pem")
+			return keyInput{}, errors.New("private_key is empty: pass the PEM file, e.g. private_key=@private.pem")
 		}
 		if err := checkLength(fieldPrivateKey, w.privateKey, maxPrivateKeyBytes); err != nil {
-			return nil, err
+			return keyInput{}, err
 		}
 	}
 	if v, w.hasPassword = d.GetOk(fieldPrivateKeyPassword); w.hasPassword {
 		w.password = v.(string)
 		if err := checkLength(fieldPrivateKeyPassword, w.password, maxPasswordBytes); err != nil {
-			return nil, err
+			return keyInput{}, err
 		}
 		if !w.hasKey {
-			return nil, errors.New("private_key_password is only used to decrypt a private_key written in the same request")
+			return keyInput{}, errors.New("private_key_password is only used to decrypt a private_key written in the same request")
 		}
 	}
 	w.generate = d.Get(fieldGenerateKey).(bool)
 	if v, w.keyBitsSet = d.GetOk(fieldKeyBits); w.keyBitsSet {
 		w.keyBits = v.(int)
 		if !w.generate {
-			return nil, errors.New("key_bits applies only with generate_key=true; an imported key keeps its own size")
+			return keyInput{}, errors.New("key_bits applies only with generate_key=true; an imported key keeps its own size")
 		}
 	}
 	if w.generate && w.hasKey {
-		return nil, errors.New("private_key and generate_key=true exclude each other: import a key, or let Vault generate one")
+		return keyInput{}, errors.New("private_key and generate_key=true exclude each other: import a key, or let Vault generate one")
 	}
+	return w, nil
+}
+
+// readConfigWrite collects and checks the fields of a config write that can
+// be checked without storage.
+func readConfigWrite(d *framework.FieldData) (*configWrite, error) {
+	ki, err := readKeyInput(d)
+	if err != nil {
+		return nil, err
+	}
+	w := &configWrite{keyInput: ki}
+	var v interface{}
 	if v, w.hasAppID = d.GetOk(fieldAppID); w.hasAppID {
 		w.appID = strings.TrimSpace(v.(string))
 		if err := checkLength(fieldAppID, w.appID, maxAppIDBytes); err != nil {

@@ -1,9 +1,14 @@
 package backend
 
 import (
+	"context"
+	"crypto/rsa"
+	"errors"
+	"math/big"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
 
@@ -71,6 +76,8 @@ func TestConfigImportFormats(t *testing.T) {
 				"key_bits":               2048,
 				"key_source":             tc.source,
 				"token_url":              pure1.DefaultTokenURL,
+				"key_created_at":         testEpoch.Format(time.RFC3339),
+				"max_key_age":            int64(0),
 			}
 			if !reflect.DeepEqual(resp.Data, want) {
 				t.Errorf("write response\n got %v\nwant %v", resp.Data, want)
@@ -364,5 +371,249 @@ func TestPrintableHidesPEM(t *testing.T) {
 	resp, err := newTestEnv(t, envOptions{}).write("config/x", map[string]interface{}{"generate_key": true, "token_url": a.pkcs8})
 	if msg := errorText(resp, err); !strings.Contains(msg, "token_url") || strings.Contains(msg, "BEGIN") {
 		t.Errorf("token_url holding a key: %q", msg)
+	}
+}
+
+// otherToolExport is k's key pair as another tool may write it: the primes
+// in the other order (so another CRT coefficient) and the private exponent
+// reduced mod (p-1)(q-1) rather than mod lcm(p-1, q-1). Same public key,
+// other PKCS#8 bytes.
+func otherToolExport(t *testing.T, k *keyFixture) *keyFixture {
+	t.Helper()
+	p, q := k.priv.Primes[0], k.priv.Primes[1]
+	one := big.NewInt(1)
+	phi := new(big.Int).Mul(new(big.Int).Sub(p, one), new(big.Int).Sub(q, one))
+	d := new(big.Int).ModInverse(big.NewInt(int64(k.priv.E)), phi)
+	v := &rsa.PrivateKey{PublicKey: k.priv.PublicKey, D: d, Primes: []*big.Int{q, p}}
+	v.Precompute()
+	if err := v.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	return newKeyFixture(v)
+}
+
+// TestConfigSameKeyOtherTool (issue 10, item 8): the same key pair brought
+// again, exported by another tool as PKCS#1, PKCS#8 or encrypted, is the same
+// key: app_id stays, and a config in use accepts it.
+func TestConfigSameKeyOtherTool(t *testing.T) {
+	other := otherToolExport(t, keyA())
+	cases := []struct{ name, pem, password string }{
+		{"PKCS#1", other.pkcs1, ""},
+		{"PKCS#8", other.pkcs8, ""},
+		{"encrypted PKCS#8", other.encPKCS8, testPassword},
+		{"legacy encrypted PEM", other.legacyAES, testPassword},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newTestEnv(t, envOptions{})
+			e.writeConfig("c", keyA(), appID1)
+			e.mustWrite("roles/j", map[string]interface{}{"config": "c", "credential_type": "jwt"})
+			if e.storedConfig("c").PrivateKey == string(mustParse(t, tc.pem, tc.password).MarshalPKCS8PEM()) {
+				t.Fatal("the other tool's export stores the same bytes: the case tests nothing")
+			}
+			data := map[string]interface{}{"private_key": tc.pem}
+			if tc.password != "" {
+				data["private_key_password"] = tc.password
+			}
+			resp := e.mustWrite("config/c", data)
+			if resp.Data["app_id"] != appID1 || warningsContain(resp, "cleared") {
+				t.Errorf("app_id %v, warnings %q: the same key pair was taken for a new one", resp.Data["app_id"], resp.Warnings)
+			}
+			if resp.Data["public_key_fingerprint"] != keyA().fingerprint || resp.Data["key_created_at"] != testEpoch.Format(time.RFC3339) {
+				t.Errorf("fingerprint %v key_created_at %v", resp.Data["public_key_fingerprint"], resp.Data["key_created_at"])
+			}
+			if c, err := checkJWT(dataString(t, e.creds("j"), "jwt"), &keyA().priv.PublicKey); err != nil || c.Iss != appID1 {
+				t.Errorf("creds after re-import: %v, iss %q", err, c.Iss)
+			}
+		})
+	}
+}
+
+func mustParse(t *testing.T, pemText, password string) *pure1.Key {
+	t.Helper()
+	k, err := pure1.ParsePrivateKey([]byte(pemText), []byte(password))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// TestConfigNewKeyWhileInUse: a new key straight to config/<name> is refused
+// only when it would break roles: they use the config and it has an app_id.
+func TestConfigNewKeyWhileInUse(t *testing.T) {
+	cases := []struct {
+		name    string
+		appID   string
+		role    bool
+		refused bool
+	}{
+		{"first setup: no app_id yet, no role", "", false, false},
+		{"no app_id yet, a role", "", true, false},
+		{"app_id, no role", appID1, false, false},
+		{"app_id and a role", appID1, true, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newTestEnv(t, envOptions{})
+			e.writeConfig("c", keyA(), tc.appID)
+			if tc.role {
+				e.mustWrite("roles/j", map[string]interface{}{"config": "c", "credential_type": "jwt"})
+			}
+			writes := []map[string]interface{}{
+				{"private_key": keyB().pkcs8},
+				{"generate_key": true},
+				{"private_key": keyB().pkcs1, "app_id": appID2}, // last: it changes app_id
+			}
+			for i, data := range writes {
+				before := e.snapshot()
+				resp, err := e.write("config/c", data)
+				msg := errorText(resp, err)
+				if !tc.refused {
+					mustOK(t, "write a new key", resp, err)
+					if i < len(writes)-1 {
+						e.writeConfig("c", keyA(), tc.appID) // back, for the next write
+					}
+					continue
+				}
+				for _, want := range []string{"in use", "role(s) j", "vault write pure1/config/c/rotate generate_key=true", "rotate app_id="} {
+					if !strings.Contains(msg, want) {
+						t.Errorf("%v: message %q lacks %q", data, msg, want)
+					}
+				}
+				if d := diffSnapshots(before, e.snapshot()); d != "" {
+					t.Errorf("%v: refused write changed storage: %s", data, d)
+				}
+			}
+			// What stays allowed on a config in use: app_id, token_url, max_key_age.
+			e.mustWrite("config/c", map[string]interface{}{"app_id": appID3, "token_url": "https://pure1.example.com/oauth2/1.0/token", "max_key_age": "8760h"})
+		})
+	}
+}
+
+// slowParser makes key parsing block until released, for the tests of issue
+// 10 item 5. Keys carrying the password "slow" block; others parse at once.
+type slowParser struct {
+	entered chan struct{}
+	release chan struct{}
+}
+
+func installSlowParser(e *testEnv) *slowParser {
+	sp := &slowParser{entered: make(chan struct{}, 1), release: make(chan struct{})}
+	e.b.parseKey = func(pemData, password []byte) (*pure1.Key, error) {
+		if string(password) == "slow" {
+			sp.entered <- struct{}{}
+			<-sp.release
+		}
+		return pure1.ParsePrivateKey(pemData, password)
+	}
+	return sp
+}
+
+// TestConfigKeyParsedOutsideWriteLock (issue 10, item 5): while one write's
+// key is being decrypted, other config and role writes go ahead.
+func TestConfigKeyParsedOutsideWriteLock(t *testing.T) {
+	e := newTestEnv(t, envOptions{})
+	e.writeConfig("c", keyA(), appID1)
+	sp := installSlowParser(e)
+	for _, path := range []string{"config/slow", "config/c/rotate"} {
+		done := make(chan string, 1)
+		go func() {
+			done <- errorText(e.write(path, map[string]interface{}{"private_key": keyB().encPKCS8, "private_key_password": "slow"}))
+		}()
+		<-sp.entered
+		// The slow parse is in progress: these need the write lock. Were the
+		// parse under the lock, they would wait for it forever; the bound
+		// turns that deadlock into a failure.
+		others := make(chan struct{})
+		go func() {
+			defer close(others)
+			e.mustWrite("roles/j", map[string]interface{}{"config": "c", "credential_type": "jwt"})
+			e.mustWrite("config/other", map[string]interface{}{"private_key": keyC().pkcs8})
+			e.mustDelete("roles/j")
+		}()
+		select {
+		case <-others:
+		case <-time.After(time.Minute):
+			sp.release <- struct{}{}
+			<-others
+			t.Fatalf("%s: other writes waited for a key being parsed", path)
+		}
+		sp.release <- struct{}{}
+		if msg := <-done; !strings.Contains(msg, "does not decrypt") {
+			t.Errorf("%s: the slow write ended with %q, want the wrong-password refusal", path, msg)
+		}
+	}
+}
+
+// TestConfigWriteHonoursContext (issue 10, item 5): a client that gives up
+// while its key is parsed gets its answer at once, and nothing is stored.
+func TestConfigWriteHonoursContext(t *testing.T) {
+	e := newTestEnv(t, envOptions{})
+	e.writeConfig("c", keyA(), appID1)
+	sp := installSlowParser(e)
+	defer close(sp.release) // lets the abandoned parse finish
+	for _, path := range []string{"config/new", "config/c/rotate"} {
+		before := e.snapshot()
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() {
+			_, err := e.b.HandleRequest(ctx, &logical.Request{
+				Operation: logical.UpdateOperation, Path: path, Storage: e.storage, MountPoint: "pure1/",
+				Data: map[string]interface{}{"private_key": keyB().encPKCS8, "private_key_password": "slow"},
+			})
+			done <- err
+		}()
+		<-sp.entered
+		cancel()
+		select {
+		case err := <-done:
+			if !errors.Is(err, context.Canceled) {
+				t.Errorf("%s: error %v, want context.Canceled", path, err)
+			}
+		case <-time.After(time.Minute):
+			// A write that ignores its context waits for the parse, which
+			// waits for the end of the test: report it instead of hanging.
+			t.Fatalf("%s: the write kept waiting for its key after its request was cancelled", path)
+		}
+		if d := diffSnapshots(before, e.snapshot()); d != "" {
+			t.Errorf("%s: the abandoned write changed storage: %s", path, d)
+		}
+	}
+}
+
+// TestConfigMaxKeyAge: once the active key is older than max_key_age, config
+// reads and every credential carry a warning; a rotation ends it.
+func TestConfigMaxKeyAge(t *testing.T) {
+	e := newTestEnv(t, envOptions{})
+	e.writeConfig("c", keyA(), appID1)
+	e.mustWrite("config/c", map[string]interface{}{"max_key_age": "720h"})
+	e.mustWrite("roles/j", map[string]interface{}{"config": "c", "credential_type": "jwt"})
+	if got := e.mustRead("config/c").Data["max_key_age"]; got != int64(720*3600) {
+		t.Errorf("max_key_age reads %v", got)
+	}
+	const warn = "longer than its max_key_age"
+	steps := []struct {
+		advance time.Duration
+		warned  bool
+	}{{0, false}, {720 * time.Hour, false}, {time.Second, true}}
+	for _, s := range steps {
+		e.clock.Add(s.advance)
+		cfg, creds := e.mustRead("config/c"), e.creds("j")
+		if warningsContain(cfg, warn) != s.warned || warningsContain(creds, warn) != s.warned {
+			t.Fatalf("key age %s: config warnings %q, creds warnings %q; want warned=%v",
+				e.clock.Now().Sub(testEpoch), cfg.Warnings, creds.Warnings, s.warned)
+		}
+		if s.warned && !warningsContain(creds, "vault write pure1/config/c/rotate generate_key=true") {
+			t.Errorf("the warning does not say how to rotate: %q", creds.Warnings)
+		}
+	}
+	e.mustWrite("config/c/rotate", map[string]interface{}{"private_key": keyB().pkcs8})
+	e.mustWrite("config/c/rotate", map[string]interface{}{"app_id": appID2, "verify": false})
+	if creds := e.creds("j"); warningsContain(creds, warn) {
+		t.Errorf("the new key warns: %q", creds.Warnings)
+	}
+	e.mustWrite("config/c", map[string]interface{}{"max_key_age": 0})
+	if msg := errorText(e.write("config/c", map[string]interface{}{"max_key_age": "-1h"})); !strings.Contains(msg, "max_key_age") {
+		t.Errorf("negative max_key_age: %q", msg)
 	}
 }

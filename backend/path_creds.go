@@ -104,10 +104,18 @@ func (b *backend) pathCredsRead(ctx context.Context, req *logical.Request, d *fr
 		return logical.ErrorResponse("config %q has no app_id: register the public key in Pure1 (Administration > API Registration) "+
 			"and write app_id: vault write %sconfig/%s app_id=pure1:apikey:...", role.Config, req.MountPoint, role.Config), nil
 	}
+	var resp *logical.Response
 	if role.CredentialType == credentialJWT {
-		return b.issueJWT(roleName, role, cfg)
+		resp, err = b.issueJWT(roleName, role, cfg)
+	} else {
+		resp, err = b.issueAccessToken(ctx, req, roleName, role, cfg)
 	}
-	return b.issueAccessToken(ctx, req, roleName, role, cfg)
+	if resp != nil && !resp.IsError() {
+		if w := cfg.keyAgeWarning(b.now(), req.MountPoint); w != "" {
+			resp.AddWarning(w)
+		}
+	}
+	return resp, err
 }
 
 // leaseCap is the longest lease a role may get: its max_ttl, else the mount's.

@@ -207,12 +207,14 @@ func TestAccessTokenReuseAfterConfigChange(t *testing.T) {
 		t.Fatalf("exchanges %d, want 1", n)
 	}
 
-	// New key and app_id in one write.
+	// New key and app_id, by a rotation verified with the emulator: one
+	// exchange to verify, one for the next read.
 	idB := te.register(t, keyB().publicPEM)
-	e.mustWrite("config/c", map[string]interface{}{"private_key": keyB().pkcs1, "app_id": idB})
+	e.mustWrite("config/c/rotate", map[string]interface{}{"private_key": keyB().pkcs1})
+	e.mustWrite("config/c/rotate", map[string]interface{}{"app_id": idB})
 	read(idB)
-	if n := te.emu.Stats().TokenRequests; n != 2 || len(seen) != 2 {
-		t.Fatalf("after a key change: exchanges %d, distinct tokens %d; want 2, 2", n, len(seen))
+	if n := te.emu.Stats().TokenRequests; n != 3 || len(seen) != 2 {
+		t.Fatalf("after a key change: exchanges %d, distinct tokens %d; want 3, 2", n, len(seen))
 	}
 
 	// Same key, another application registered for it: app_id only.
@@ -220,21 +222,27 @@ func TestAccessTokenReuseAfterConfigChange(t *testing.T) {
 	e.mustWrite("config/c", map[string]interface{}{"app_id": idB2})
 	read(idB2)
 	read(idB2)
-	if n := te.emu.Stats().TokenRequests; n != 3 || len(seen) != 3 {
-		t.Fatalf("after an app_id change: exchanges %d, distinct tokens %d; want 3, 3", n, len(seen))
+	if n := te.emu.Stats().TokenRequests; n != 4 || len(seen) != 3 {
+		t.Fatalf("after an app_id change: exchanges %d, distinct tokens %d; want 4, 3", n, len(seen))
 	}
 
-	// Generated key: app_id cleared, so creds fail rather than hand out the
-	// old token; then the new key's app_id brings a new token.
-	resp := e.mustWrite("config/c", map[string]interface{}{"generate_key": true})
-	if msg := errorText(e.read("creds/r")); !strings.Contains(msg, "has no app_id") {
-		t.Fatalf("creds with app_id cleared: %q", msg)
+	// A generated key written straight to the config is refused (it would
+	// clear app_id under the role); through a rotation, reads keep getting
+	// the current application's token until the promotion, then the new.
+	if msg := errorText(e.write("config/c", map[string]interface{}{"generate_key": true})); !strings.Contains(msg, "config/c/rotate") {
+		t.Fatalf("generate_key on a config in use: %q, want a refusal naming the rotation", msg)
 	}
+	resp := e.mustWrite("config/c/rotate", map[string]interface{}{"generate_key": true})
+	read(idB2)
 	idG := te.register(t, resp.Data["public_key"].(string))
-	e.mustWrite("config/c", map[string]interface{}{"app_id": idG})
+	e.mustWrite("config/c/rotate", map[string]interface{}{"app_id": idG})
 	read(idG)
-	if n := te.emu.Stats().TokenRequests; n != 4 || len(seen) != 4 {
-		t.Fatalf("after regeneration: exchanges %d, distinct tokens %d; want 4, 4", n, len(seen))
+	read(idG)
+	// Storing the pending key drops the config's caches like any config
+	// write (one exchange more, still for idB2); the promotion moves the
+	// shared token to idG.
+	if len(seen) != 5 {
+		t.Fatalf("after regeneration: distinct tokens %d, want 5", len(seen))
 	}
 }
 
@@ -566,7 +574,8 @@ func TestAccessTokenStaleExchangeNotReused(t *testing.T) {
 	}()
 	waitForWaiters(t, e.b, 1)
 	idB := te.register(t, keyB().publicPEM)
-	e.mustWrite("config/c", map[string]interface{}{"private_key": keyB().pkcs8, "app_id": idB})
+	e.mustWrite("config/c/rotate", map[string]interface{}{"private_key": keyB().pkcs8})
+	e.mustWrite("config/c/rotate", map[string]interface{}{"app_id": idB})
 	oldTok := <-old
 	if oldTok == "" || accessTokenSub(t, oldTok) != idA {
 		t.Fatalf("the read that raced the rewrite failed or got a token for another app")

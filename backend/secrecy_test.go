@@ -80,13 +80,29 @@ func TestSecretsNeverLeak(t *testing.T) {
 	r("creds/at")
 	w("config/a", map[string]interface{}{"app_id": idA, "token_url": "http://127.0.0.1:1/oauth2/1.0/token"})
 	r("creds/at")
+	// Rotations: pending keys brought and generated, read, a promotion Pure1
+	// refuses (logged at Warn) and one it accepts, a check, an abandoned one.
+	w("config/a", map[string]interface{}{"token_url": te.tokenURL})
+	w("config/a/rotate", map[string]interface{}{"private_key": b.encPKCS8, "private_key_password": testPassword + "x"})
+	w("config/a/rotate", map[string]interface{}{"private_key": b.encPKCS8, "private_key_password": testPassword})
+	r("config/a/rotate")
+	r("config/a")
+	w("config/a/rotate", map[string]interface{}{"app_id": appID3})
+	w("config/a/rotate", map[string]interface{}{"app_id": te.register(t, b.publicPEM)})
+	r("config/a/check")
+	w("config/a/rotate", map[string]interface{}{"generate_key": true})
+	r("config/a/rotate")
+	pendingGen := e.storedConfig("a").Pending.PrivateKey
+	do(logical.DeleteOperation, "config/a/rotate", nil)
+	do(logical.HelpOperation, "config/a/rotate", nil)
+	do(logical.HelpOperation, "config/a/check", nil)
 	// Refused deletes and help text.
 	do(logical.DeleteOperation, "config/a", nil)
 	do(logical.HelpOperation, "config/a", nil)
 
 	genKey := e.storedConfig("gen").PrivateKey
 	secrets := []string{testPassword}
-	for _, p := range []string{a.pkcs1, a.pkcs8, a.legacyAES, a.legacyDES3, a.encPKCS8, a.encPKCS8AES, b.pkcs1, b.pkcs8, genKey} {
+	for _, p := range []string{a.pkcs1, a.pkcs8, a.legacyAES, a.legacyDES3, a.encPKCS8, a.encPKCS8AES, b.pkcs1, b.pkcs8, genKey, pendingGen} {
 		for _, l := range pemBodyLines(p) {
 			if len(l) >= 16 { // a short last line could match by chance
 				secrets = append(secrets, l)
@@ -97,7 +113,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 		t.Fatalf("only %d secret lines to look for", len(secrets))
 	}
 	logs := e.logs.String()
-	if !strings.Contains(logs, "Pure1 token exchange failed") {
+	if !strings.Contains(logs, "Pure1 token exchange failed") || !strings.Contains(logs, "rotation: Pure1 did not accept") {
 		t.Errorf("the log lacks the exchange failures; is the Trace logger wired? log:\n%s", logs)
 	}
 	for _, s := range secrets {

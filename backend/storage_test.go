@@ -64,11 +64,14 @@ func TestStorageFailures(t *testing.T) {
 		e.writeConfig("c", keyA(), appID1)
 		e.mustWrite("roles/j", map[string]interface{}{"config": "c", "credential_type": "jwt", "ttl": "10m"})
 		e.jwtIss("j", keyA()) // warm the caches
+		e.mustWrite("config/c/rotate", map[string]interface{}{"private_key": keyB().pkcs8})
 		before := e.snapshot()
 
 		e.storage.failPut.Store(true)
-		resp, err := e.write("config/c", map[string]interface{}{"private_key": keyB().pkcs8, "app_id": appID2})
-		mustFailStorage(t, "rewrite config", resp, err)
+		resp, err := e.write("config/c/rotate", map[string]interface{}{"app_id": appID2, "verify": false})
+		mustFailStorage(t, "promote a pending key", resp, err)
+		resp, err = e.write("config/c/rotate", map[string]interface{}{"private_key": keyC().pkcs8})
+		mustFailStorage(t, "store a pending key", resp, err)
 		resp, err = e.write("roles/j", map[string]interface{}{"ttl": "20m"})
 		mustFailStorage(t, "rewrite role", resp, err)
 		// Still the old values, while the failure lasts and after.
@@ -87,8 +90,8 @@ func TestStorageFailures(t *testing.T) {
 			}
 			e.storage.clear()
 		}
-		// And a rewrite that succeeds is seen at once.
-		e.writeConfig("c", keyB(), appID2)
+		// And a promotion that succeeds is seen at once.
+		e.mustWrite("config/c/rotate", map[string]interface{}{"app_id": appID2, "verify": false})
 		e.mustWrite("roles/j", map[string]interface{}{"ttl": "20m"})
 		if iss := e.jwtIss("j", keyB()); iss != appID2 {
 			t.Errorf("iss %q after the rewrite, want %q", iss, appID2)

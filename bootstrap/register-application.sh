@@ -19,7 +19,9 @@
 #   PURE1_PUBLIC_KEY_FILE  where to save the public key, default ./pure1-CONFIG-public.pem
 #   PURE1_APP_ID           the application ID, to run without the prompt
 #   PURE1_REPLACE_KEY=1    replace the key of an existing config without asking
-#                          (its app_id is cleared: Pure1 binds one key to one ID)
+#                          (its app_id is cleared: Pure1 binds one key to one ID).
+#                          Vault refuses this while roles use the config: rotate
+#                          its key with rotate-key.sh instead.
 #   VAULT_BIN              vault binary, default vault on PATH
 set -euo pipefail
 
@@ -51,6 +53,9 @@ ok "$MOUNT/ is mounted"
 if existing="$("$VAULT" read -format=json "$MOUNT/config/$CONFIG" 2>/dev/null)"; then
   old_app="$(jq -r '.data.app_id // ""' <<<"$existing")"
   warn "config $MOUNT/config/$CONFIG exists already (app_id '${old_app:-none}', key $(jq -r .data.public_key_fingerprint <<<"$existing" | cut -c1-16)...)"
+  if [[ -n "$old_app" ]]; then
+    warn "to give it a new key without an outage, run $HERE/rotate-key.sh $CONFIG instead (Vault refuses a new key here while roles use the config)"
+  fi
   if [[ "${PURE1_REPLACE_KEY:-}" != 1 ]]; then
     [[ -t 0 ]] || die "not replacing its key without PURE1_REPLACE_KEY=1"
     read -r -p "Generate a new key for it? Its app_id is cleared and the Pure1 application must be registered again [y/N] " answer

@@ -880,3 +880,75 @@ func clGoTool() string {
 	}
 	return "go"
 }
+
+// TestClusterRotation (PURE1_CLUSTER=1) rotates a key through the standbys of
+// a 3-node Raft cluster: the pending key is written through one standby and
+// promoted, verified, through the other, and both land on the active node.
+// Afterwards creds through every node carry the new app_id and JWTs verify
+// with the new key only, also once the old application is deleted.
+func TestClusterRotation(t *testing.T) {
+	if os.Getenv("PURE1_CLUSTER") != "1" {
+		t.Skip("set PURE1_CLUSTER=1 (make test-cluster) to run the 3-node Raft cluster tests")
+	}
+	c := startRaftCluster(t)
+	emu := StartEmulator(t)
+	leader := c.waitActive(t, 30*time.Second, 0)
+	var standbys []int
+	for _, n := range c.nodes() {
+		if n != leader {
+			standbys = append(standbys, n)
+		}
+	}
+
+	gen := c.node[leader].MustCLIJSON(t, "write", "-format=json", "pure1/config/main", "generate_key=true")
+	oldApp := emu.Register(t, jstr(t, gen, "data", "public_key"))
+	c.node[leader].MustCLI(t, "write", "pure1/config/main", "app_id="+oldApp, "token_url="+emu.TokenURL())
+	roles := []clusterRole{{name: "readonly", config: "main"}, {name: "readonly-jwt", config: "main", jwt: true}}
+	for _, r := range roles {
+		c.node[leader].MustCLI(t, "write", "pure1/roles/"+r.name, "config=main", "credential_type="+r.credentialType())
+	}
+	before := c.readConfig(t, leader, "main")
+	for _, n := range c.nodes() {
+		for _, r := range roles {
+			c.checkCreds(t, emu, n, r, before)
+		}
+	}
+
+	// Step 1 through one standby, step 3 through the other.
+	pending := c.node[standbys[0]].MustCLIJSON(t, "write", "-format=json", "pure1/config/main/rotate", "generate_key=true")
+	pendingPub := jstr(t, pending, "data", "public_key")
+	onLeader := c.node[leader].MustCLIJSON(t, "read", "-format=json", "pure1/config/main/rotate")
+	if jget(onLeader, "data", "public_key_fingerprint") != jget(pending, "data", "public_key_fingerprint") {
+		t.Fatalf("the pending key written through node%d is not the active node's: %v", standbys[0], onLeader["data"])
+	}
+	for _, n := range c.nodes() { // still the old key everywhere
+		for _, r := range roles {
+			c.checkCreds(t, emu, n, r, before)
+		}
+	}
+	newApp := emu.Register(t, pendingPub)
+	c.node[standbys[1]].MustCLI(t, "write", "pure1/config/main/rotate", "app_id="+newApp)
+
+	after := c.readConfig(t, leader, "main")
+	if after.appID != newApp || after.publicKey != pendingPub || after.fingerprint == before.fingerprint {
+		t.Fatalf("after the promotion through node%d, the active node has app_id %q fingerprint %s", standbys[1], after.appID, after.fingerprint)
+	}
+	emu.Unregister(t, oldApp)
+	for _, n := range c.nodes() {
+		if got := c.readConfig(t, n, "main"); got != after {
+			t.Errorf("node%d reads config main as %+v, want %+v", n, got, after)
+		}
+		for _, r := range roles {
+			c.checkCreds(t, emu, n, r, after)
+		}
+		m, err := c.api(context.Background(), n, http.MethodGet, "/v1/pure1/creds/readonly-jwt")
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The old key with the new app ID: only the signature can fail.
+		if clVerifyJWT(jstr(t, m, "data", "jwt"), clusterConfig{appID: newApp, publicKey: before.publicKey}) == nil {
+			t.Errorf("node%d: a JWT after the rotation verifies with the old key", n)
+		}
+	}
+	t.Logf("rotated through node%d and node%d; node%d (active) and both standbys issue with %s", standbys[0], standbys[1], leader, newApp)
+}

@@ -113,10 +113,18 @@ func TestRegisterApplicationScript(t *testing.T) {
 		t.Errorf("re-running on an existing config without PURE1_REPLACE_KEY: %v\n%s", err, out2)
 	}
 
+	// Not even with consent while roles use it: the way is a rotation.
+	out2, err = runScriptErr(t, script, []string{"prod", "reader"}, append(env, "PURE1_APP_ID="+app, "PURE1_REPLACE_KEY=1"))
+	if err == nil || !strings.Contains(out2, "rotate-key.sh") || !strings.Contains(out2, "config/prod/rotate") {
+		t.Errorf("replacing the key of a config in use: %v\n%s", err, out2)
+	}
+	if got := jget(v.MustCLIJSON(t, "read", "-format=json", "pure1/config/prod"), "data", "app_id"); got != app {
+		t.Errorf("config prod app_id %v after the refused replacement, want %s", got, app)
+	}
+
 	// A wrong application (another key) fails the test read, with advice.
 	other := e.Register(t, runCmd(t, "", "openssl", "rsa", "-pubout", "-in", writeKey(t, dir)))
-	out3, err := runScriptErr(t, script, []string{"prod", "reader"},
-		append(env, "PURE1_APP_ID="+other, "PURE1_REPLACE_KEY=1"))
+	out3, err := runScriptErr(t, script, []string{"staging", "reader2"}, append(env, "PURE1_APP_ID="+other))
 	if err == nil || !strings.Contains(out3, "Pure1 did not accept the application") || !strings.Contains(out3, "fingerprint") {
 		t.Errorf("register-application.sh with the wrong application: %v\n%s", err, out3)
 	}
