@@ -213,6 +213,8 @@ $(step "Ready. To try more, in another shell:")
     # Pure's Python SDK with Vault's JWT (once, as root: scripts/install-sdk-deps.sh)
     PURE1_ID_TOKEN="\$(vault read -field=jwt pure1/creds/readonly-jwt)" PURE1_API_URL=\$PURE1_EMULATOR_ADDR PURE1_PAGE_SIZE=2 \\
       PYTHONPATH=.cache/py-pure-client /usr/bin/python3 bootstrap/sdk-list-arrays.py
+    # a CI pipeline's login: Vault's JWT auth as GitHub Actions and GitLab CI use it
+    bootstrap/ci/try-ci-login.sh github                          # or gitlab; see bootstrap/ci/
 
     Logs: .dev/logs/vault.log, .dev/logs/emulator.log
 EOF

@@ -324,6 +324,18 @@ func TestCILogin(t *testing.T) {
 			t.Errorf("the job's script with a dev-branch token: err %v, want it to fail at the login:\n%s", err, out)
 		}
 	})
+
+	// Last, because it replaces the mounts' trusted keys with its own: the
+	// script make dev prints for trying a pipeline's login locally.
+	t.Run("try-ci-login.sh, as make dev prints it", func(t *testing.T) {
+		for _, provider := range []string{"github", "gitlab"} {
+			out := runScript(t, filepath.Join(root, "bootstrap", "ci", "try-ci-login.sh"), []string{provider}, append(vaultEnv,
+				"PURE1_CI_DIR="+t.TempDir(), "PATH="+filepath.Dir(v.Bin)+":"+os.Getenv("PATH")))
+			if !strings.Contains(out, "permission denied, as it should be") || !strings.Contains(out, "auth/jwt-"+provider+"/login role="+ciRole) {
+				t.Errorf("try-ci-login.sh %s:\n%s", provider, out)
+			}
+		}
+	})
 }
 
 // mergeClaims copies src's identity into c, all but the claims in keep.

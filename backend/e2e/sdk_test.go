@@ -152,6 +152,35 @@ func TestSDK(t *testing.T) {
 		}
 	})
 
+	// purestorage.pure1's modules require app_id and key_file and call
+	// pure1.Client(app_id=..., private_key_file=...) (plugins/module_utils/
+	// pure1.py); the SDK then takes id_token from PURE1_ID_TOKEN, and an
+	// id_token overrides the key, which is never opened. The README's
+	// Ansible example rests on that: this is that call, without Ansible.
+	t.Run("the Ansible collection's SDK call, with PURE1_ID_TOKEN", func(t *testing.T) {
+		const ansibleCall = `
+import os, sys
+import pypureclient.pure1.client as entry
+fixed = entry.create_transport_config
+def elsewhere(target, configuration, ssl_cert, verify_ssl):
+    cfg = fixed(target=target, configuration=configuration, ssl_cert=ssl_cert, verify_ssl=verify_ssl)
+    cfg.host = os.environ["PURE1_API_URL"]
+    return cfg
+entry.create_transport_config = elsewhere
+os.chdir(sys.argv[1])
+from pypureclient import pure1
+c = pure1.Client(app_id="pure1:apikey:placeholder", private_key_file="/nonexistent/pure1-key.pem")
+r = c.get_arrays()
+print(r.status_code, r.total_item_count)
+`
+		cmd := exec.Command(pythonBin(), "-c", ansibleCall, t.TempDir())
+		cmd.Env = childEnv("PYTHONPATH="+sdkDir, "PURE1_ID_TOKEN="+jwt, "PURE1_API_URL="+emuURL)
+		out, err := cmd.CombinedOutput()
+		if got := strings.TrimSpace(string(out)); err != nil || got != "200 "+strconv.Itoa(len(want)) {
+			t.Errorf("pure1.Client(app_id, private_key_file) with PURE1_ID_TOKEN: %v\n%s\nwant \"200 %d\"", err, out, len(want))
+		}
+	})
+
 	t.Run("the command make dev prints, as printed", func(t *testing.T) {
 		var cmdLines []string
 		lines := strings.Split(devOut, "\n")
