@@ -150,8 +150,14 @@ func TestArraysPaging(t *testing.T) {
 		}
 	}
 
-	// A token belongs to its query: another filter must not reuse it.
+	// PureStorage.Pure1 (PowerShell) pages with "?&continuation_token='T'"
+	// when it has no filter: the empty parameter is ignored.
 	_, first, _ := f.list(t, tok, ArraysPathFor("1.5"), "limit=1")
+	if status, p, _ := f.list(t, tok, ArraysPathFor("1.latest"), "&continuation_token="+url.QueryEscape("'"+*first.ContinuationToken+"'")); status != 200 || !slices.Equal(p.names(), names(2, 3, 4, 5)) {
+		t.Errorf("PowerShell-style page: %d %v", status, p.names())
+	}
+
+	// A token belongs to its query: another filter must not reuse it.
 	ct := url.QueryEscape(*first.ContinuationToken)
 	for query, want := range map[string]string{
 		"filter=" + url.QueryEscape("os='Purity//FA'") + "&continuation_token=" + ct: "another query",
