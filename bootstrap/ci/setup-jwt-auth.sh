@@ -103,7 +103,9 @@ POLICY="pure1-ci-$PURE1_ROLE${STATIC_ROLE:+-$STATIC_ROLE}"
 
 # ---- the auth method ------------------------------------------------------------
 
-if ! "$VAULT" auth list -format=json | grep -q "\"$AUTH_PATH/\""; then
+# Captured first: grep -q ending the pipe early could fail it under pipefail.
+auths="$("$VAULT" auth list -format=json)"
+if ! grep -q "\"$AUTH_PATH/\"" <<<"$auths"; then
   "$VAULT" auth enable -path="$AUTH_PATH" -description="$PROVIDER CI identity tokens (bootstrap/ci)" jwt >/dev/null
 fi
 if [[ -n "${JWT_VALIDATION_PUBKEYS:-}" ]]; then
