@@ -150,6 +150,19 @@ func TestCILogin(t *testing.T) {
 	out = runScript(t, script, []string{"gitlab", ciRepo, ciBranch}, append(vaultEnv,
 		"JWT_VALIDATION_PUBKEYS="+gitlab.pubFile, "JWT_AUDIENCE="+gitlabAud))
 	t.Logf("setup-jwt-auth.sh gitlab:\n%s", out)
+	for _, bad := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"github", "acme"}, "is not OWNER/REPO"},
+		{[]string{"github", "acme/group/repo"}, "must be OWNER/REPO"},
+		{[]string{"github", ciRepo, "refs/heads/main"}, "plain branch name"},
+		{[]string{"bitbucket", ciRepo}, "setup-jwt-auth.sh github OWNER/REPO"},
+	} {
+		if out, err := runScriptErr(t, script, bad.args, vaultEnv); err == nil || !strings.Contains(out, bad.want) {
+			t.Errorf("setup-jwt-auth.sh %v: err %v, output %q; want a refusal saying %q", bad.args, err, out, bad.want)
+		}
+	}
 	// Again: the script updates in place.
 	runScript(t, script, []string{"gitlab", ciRepo, ciBranch}, append(vaultEnv,
 		"JWT_VALIDATION_PUBKEYS="+gitlab.pubFile, "JWT_AUDIENCE="+gitlabAud))
