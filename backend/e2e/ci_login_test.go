@@ -109,11 +109,17 @@ func gitlabClaims(project, branch, aud string, now time.Time) jwt.MapClaims {
 	}
 }
 
-// ciLogin logs in as a pipeline does: the vault CLI, no Vault token of its own.
+// ciLogin logs in as a pipeline does: the vault CLI, no Vault token of its
+// own. The JWT goes in a file (jwt=@file) so the harness's command log does
+// not print it.
 func ciLogin(t *testing.T, v *Vault, mount, role, token string) (string, error) {
 	t.Helper()
+	f := filepath.Join(t.TempDir(), "id-token")
+	if err := os.WriteFile(f, []byte(token), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	out, stderr, err := v.CLIStreams(t, []string{"VAULT_TOKEN="}, "write", "-field=token",
-		"auth/"+mount+"/login", "role="+role, "jwt="+token)
+		"auth/"+mount+"/login", "role="+role, "jwt=@"+f)
 	if err != nil {
 		return "", &cliError{err: err, stderr: stderr}
 	}
@@ -225,37 +231,35 @@ func TestCILogin(t *testing.T) {
 			c["iat"], c["nbf"], c["exp"] = now.Add(-2*time.Hour).Unix(), now.Add(-2*time.Hour).Unix(), now.Add(-time.Hour).Unix()
 		}
 		for _, r := range []struct {
-			name   string
-			signer *ciIssuer
-			mutate func(jwt.MapClaims)
+			name, why string // why: what Vault must say, so a refusal for another reason fails
+			signer    *ciIssuer
+			mutate    func(jwt.MapClaims)
 		}{
-			{"another repository", github, func(c jwt.MapClaims) { mergeClaims(c, githubClaims("acme/other-repo", ciBranch, now)) }},
-			{"the same name under another owner", github, func(c jwt.MapClaims) {
+			{"another repository", `claim "repository"`, github, func(c jwt.MapClaims) { mergeClaims(c, githubClaims("acme/other-repo", ciBranch, now)) }},
+			{"the same name under another owner", `claim "repository"`, github, func(c jwt.MapClaims) {
 				mergeClaims(c, githubClaims("mallory/storage-automation", ciBranch, now), "aud")
 			}},
-			{"another branch", github, func(c jwt.MapClaims) { mergeClaims(c, githubClaims(ciRepo, "dev", now)) }},
-			{"a tag named main", github, func(c jwt.MapClaims) {
+			{"another branch", `claim "ref"`, github, func(c jwt.MapClaims) { mergeClaims(c, githubClaims(ciRepo, "dev", now)) }},
+			{"a tag named main", `claim "ref"`, github, func(c jwt.MapClaims) {
 				c["ref"], c["ref_type"], c["sub"] = "refs/tags/main", "tag", "repo:"+ciRepo+":ref:refs/tags/main"
 			}},
-			{"a pull request", github, func(c jwt.MapClaims) {
+			{"a pull request", `claim "ref"`, github, func(c jwt.MapClaims) {
 				c["ref"], c["event_name"], c["sub"] = "refs/pull/7/merge", "pull_request", "repo:"+ciRepo+":pull_request"
 			}},
-			{"expired an hour ago", github, expire},
-			{"another audience", github, func(c jwt.MapClaims) { c["aud"] = "https://github.com/mallory" }},
-			{"another issuer", github, func(c jwt.MapClaims) { c["iss"] = "https://token.actions.example.com" }},
-			{"signed with another key", stranger, func(jwt.MapClaims) {}},
+			{"expired an hour ago", "token is expired", github, expire},
+			{"another audience", "audience claim does not match", github, func(c jwt.MapClaims) { c["aud"] = "https://github.com/mallory" }},
+			{"another issuer", "invalid issuer", github, func(c jwt.MapClaims) { c["iss"] = "https://token.actions.example.com" }},
+			{"signed with another key", "no known key", stranger, func(jwt.MapClaims) {}},
 		} {
 			c := githubClaims(ciRepo, ciBranch, now)
 			r.mutate(c)
-			if _, err := ciLogin(t, v, "jwt-github", ciRole, r.signer.sign(t, c)); err == nil {
-				t.Errorf("%s: logged in; want refused", r.name)
-			} else {
-				t.Logf("%s: refused: %v", r.name, err)
+			if _, err := ciLogin(t, v, "jwt-github", ciRole, r.signer.sign(t, c)); err == nil || !strings.Contains(err.Error(), r.why) {
+				t.Errorf("%s: %v; want refused with %q", r.name, err, r.why)
 			}
 		}
 		// GitHub's token is not good at GitLab's mount, and the reverse.
-		if _, err := ciLogin(t, v, "jwt-gitlab", ciRole, github.sign(t, good)); err == nil {
-			t.Error("a GitHub token logged in at auth/jwt-gitlab")
+		if _, err := ciLogin(t, v, "jwt-gitlab", ciRole, github.sign(t, good)); err == nil || !strings.Contains(err.Error(), "no known key") {
+			t.Errorf("a GitHub token at auth/jwt-gitlab: %v; want refused by the signature check", err)
 		}
 
 		// The workflow's "List arrays" step, as written, with what
@@ -284,34 +288,32 @@ func TestCILogin(t *testing.T) {
 		}
 
 		for _, r := range []struct {
-			name   string
-			mutate func(jwt.MapClaims)
+			name, why string
+			mutate    func(jwt.MapClaims)
 		}{
-			{"another project", func(c jwt.MapClaims) { mergeClaims(c, gitlabClaims("acme/other-project", ciBranch, gitlabAud, now)) }},
-			{"another group", func(c jwt.MapClaims) {
+			{"another project", `claim "project_path"`, func(c jwt.MapClaims) { mergeClaims(c, gitlabClaims("acme/other-project", ciBranch, gitlabAud, now)) }},
+			{"another group", `claim "project_path"`, func(c jwt.MapClaims) {
 				mergeClaims(c, gitlabClaims("mallory/storage-automation", ciBranch, gitlabAud, now))
 			}},
-			{"another branch", func(c jwt.MapClaims) { mergeClaims(c, gitlabClaims(ciRepo, "dev", gitlabAud, now)) }},
-			{"an unprotected main", func(c jwt.MapClaims) { c["ref_protected"] = "false" }},
-			{"a tag named main", func(c jwt.MapClaims) {
+			{"another branch", `claim "ref"`, func(c jwt.MapClaims) { mergeClaims(c, gitlabClaims(ciRepo, "dev", gitlabAud, now)) }},
+			{"an unprotected main", `claim "ref_protected"`, func(c jwt.MapClaims) { c["ref_protected"] = "false" }},
+			{"a tag named main", `claim "ref_type"`, func(c jwt.MapClaims) {
 				c["ref_type"], c["ref_path"], c["sub"] = "tag", "refs/tags/main", "project_path:"+ciRepo+":ref_type:tag:ref:main"
 			}},
-			{"expired an hour ago", func(c jwt.MapClaims) {
+			{"expired an hour ago", "token is expired", func(c jwt.MapClaims) {
 				c["iat"], c["nbf"], c["exp"] = now.Add(-2*time.Hour).Unix(), now.Add(-2*time.Hour).Unix(), now.Add(-time.Hour).Unix()
 			}},
-			{"another audience", func(c jwt.MapClaims) { c["aud"] = "https://other-vault.example.com" }},
-			{"another GitLab", func(c jwt.MapClaims) { c["iss"] = "https://gitlab.example.com" }},
+			{"another audience", "audience claim does not match", func(c jwt.MapClaims) { c["aud"] = "https://other-vault.example.com" }},
+			{"another GitLab", "invalid issuer", func(c jwt.MapClaims) { c["iss"] = "https://gitlab.example.com" }},
 		} {
 			c := gitlabClaims(ciRepo, ciBranch, gitlabAud, now)
 			r.mutate(c)
-			if _, err := ciLogin(t, v, "jwt-gitlab", ciRole, gitlab.sign(t, c)); err == nil {
-				t.Errorf("%s: logged in; want refused", r.name)
-			} else {
-				t.Logf("%s: refused: %v", r.name, err)
+			if _, err := ciLogin(t, v, "jwt-gitlab", ciRole, gitlab.sign(t, c)); err == nil || !strings.Contains(err.Error(), r.why) {
+				t.Errorf("%s: %v; want refused with %q", r.name, err, r.why)
 			}
 		}
-		if _, err := ciLogin(t, v, "jwt-gitlab", ciRole, github.sign(t, good)); err == nil {
-			t.Error("a token signed with GitHub's key logged in at auth/jwt-gitlab")
+		if _, err := ciLogin(t, v, "jwt-gitlab", ciRole, github.sign(t, good)); err == nil || !strings.Contains(err.Error(), "no known key") {
+			t.Errorf("a GitLab-shaped token signed with GitHub's key: %v; want refused by the signature check", err)
 		}
 
 		// The example job's script: lines, as written, with GitLab's
@@ -322,8 +324,12 @@ func TestCILogin(t *testing.T) {
 			t.Errorf("gitlab-ci.yml id_tokens aud %v, want %s (what the role is bound to here)", aud, gitlabAud)
 		}
 		var lines []string
-		for _, l := range job["script"].([]any) {
-			lines = append(lines, l.(string))
+		for i, l := range job["script"].([]any) {
+			line, ok := l.(string)
+			if !ok {
+				t.Fatalf("gitlab-ci.yml script line %d is a %T, not a string: quote it (%v)", i+1, l, l)
+			}
+			lines = append(lines, line)
 		}
 		out := runCI(t, strings.Join(lines, "\n"), "VAULT_ADDR="+v.Addr, "VAULT_ID_TOKEN="+gitlab.sign(t, good),
 			"PURE1_API_URL="+e.URL, "PATH="+filepath.Dir(v.Bin)+":"+os.Getenv("PATH"))
