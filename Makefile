@@ -14,7 +14,7 @@ BIN          := bin
 PLUGIN       := $(BIN)/vault-plugin-secrets-pure1
 GOFILES      := $(shell find . -name '*.go' -not -name '*_test.go' -not -path './bin/*' 2>/dev/null) go.mod go.sum
 
-.PHONY: all build vault test test-unit test-fuzz-smoke test-e2e test-cluster fuzz fmt vet dev dev-stop cluster cluster-stop bench clean
+.PHONY: all build vault sdk-deps test test-unit test-fuzz-smoke test-e2e test-cluster fuzz fmt vet dev dev-stop cluster cluster-stop bench clean
 
 all: build
 
@@ -35,6 +35,11 @@ vault:
 
 test: test-unit test-fuzz-smoke test-e2e test-cluster
 
+# Pure's Python SDK for TestSDK: its Debian packages when missing (apt-get,
+# as root, as CI runs) and the SDK unpacked into .cache/ from ../shared/clients.
+sdk-deps:
+	@scripts/install-sdk-deps.sh >/dev/null
+
 test-unit:
 	$(GO) vet ./...
 	$(GO) test -race -count=1 ./...
@@ -53,7 +58,10 @@ fuzz: test-fuzz-smoke
 
 # End-to-end against a real Vault dev server and the Pure1 emulator (a few
 # minutes). pipefail keeps go test's exit status through the summary filter.
+# The SDK's set-up runs first but does not stop the other tests when it
+# cannot install (not root, no mirror): TestSDK then fails with its reason.
 test-e2e: build vault
+	@scripts/install-sdk-deps.sh >/dev/null || echo "make test-e2e: Pure's SDK cannot run here; TestSDK will fail (see above)" >&2
 	set -o pipefail; \
 	PURE1_E2E=1 VAULT_BIN=$${VAULT_BIN:-$(CURDIR)/$(BIN)/vault} PURE1_BIN_DIR=$(CURDIR)/$(BIN) \
 	PURE1_PLUGIN_VERSION=$(VERSION) \

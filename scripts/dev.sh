@@ -2,7 +2,8 @@
 # make dev: a real Vault dev server with this plugin, against the Pure1
 # emulator, set up and shown working.
 #
-#   1. starts bin/pure1-emulator on a free 127.0.0.1 port;
+#   1. starts bin/pure1-emulator on a free 127.0.0.1 port, listing 3 arrays
+#      (so a page size of 2 shows Pure1's paging);
 #   2. starts `vault server -dev` on another, with .dev/plugins holding a copy
 #      of bin/vault-plugin-secrets-pure1;
 #   3. registers the plugin by sha256 and version ($VERSION, default v0.1.0)
@@ -98,7 +99,7 @@ trap 'exit 143' TERM
 
 step "Starting the Pure1 emulator"
 start_bg emulator "$LOG_DIR/emulator.log" \
-  "$EMULATOR_BIN" serve -listen 127.0.0.1:0 -addr-file "$DEV_DIR/emulator.addr"
+  "$EMULATOR_BIN" serve -listen 127.0.0.1:0 -addr-file "$DEV_DIR/emulator.addr" -arrays 3
 EMU_PID=$START_BG_PID
 if ! wait_for_file "$DEV_DIR/emulator.addr" 20 "$EMU_PID"; then
   log_tail "$LOG_DIR/emulator.log"
@@ -212,6 +213,12 @@ $(step "Ready. To try more, in another shell:")
     pure1-emulator fault -kind status -status 503 -count 2    # make Pure1 misbehave
     pure1-emulator stats
     (cd .dev/agent && vault agent -config=agent.hcl)           # Vault Agent renders .dev/agent/pure1-access-token
+
+    # Pure's Python SDK with Vault's JWT (once, as root: scripts/install-sdk-deps.sh)
+    PURE1_ID_TOKEN="\$(vault read -field=jwt pure1/creds/readonly-jwt)" PURE1_API_URL=\$PURE1_EMULATOR_ADDR PURE1_PAGE_SIZE=2 \\
+      PYTHONPATH=.cache/py-pure-client /usr/bin/python3 bootstrap/sdk-list-arrays.py
+    # a CI pipeline's login: Vault's JWT auth as GitHub Actions and GitLab CI use it
+    bootstrap/ci/try-ci-login.sh github                          # or gitlab; see bootstrap/ci/
 
     Logs: .dev/logs/vault.log, .dev/logs/emulator.log
 EOF

@@ -2,7 +2,7 @@
 // admin API, so the Vault plugin can be tested end to end without Pure1.
 //
 //	pure1-emulator [serve] [-listen 127.0.0.1:0] [-addr-file PATH] [-org NAME]
-//	               [-token-lifetime 35999s] [-rate-limit N] [-quiet]
+//	               [-token-lifetime 35999s] [-rate-limit N] [-arrays N] [-quiet]
 //	pure1-emulator register -addr URL [-public-key FILE] [-max-role viewer] [-name NAME]
 //	pure1-emulator fault    -addr URL -kind K [-status N] [-retry-after S] [-delay D] [-count N] | -clear
 //	pure1-emulator stats    -addr URL [-reset]
@@ -105,6 +105,7 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	org := fs.String("org", emulator.DefaultOrg, "org claim of issued access tokens")
 	lifetime := fs.Duration("token-lifetime", emulator.DefaultTokenLifetime, "access token lifetime (expires_in)")
 	rateLimit := fs.Int("rate-limit", 0, "token requests per second per org before 429; 0 = unlimited")
+	arrays := fs.Int("arrays", 1, "number of arrays GET /api/<version>/arrays lists (more show paging: ?limit=2)")
 	quiet := fs.Bool("quiet", false, "do not log requests to stderr")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -117,7 +118,7 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	if !*quiet {
 		logger = log.New(stderr, "pure1-emulator: ", log.LstdFlags|log.Lmicroseconds)
 	}
-	emu, err := emulator.New(emulator.Options{Org: *org, TokenLifetime: *lifetime, RateLimit: *rateLimit, Logger: logger})
+	emu, err := emulator.New(emulator.Options{Org: *org, TokenLifetime: *lifetime, RateLimit: *rateLimit, Arrays: *arrays, Logger: logger})
 	if err != nil {
 		return usageError{err}
 	}

@@ -31,8 +31,10 @@ const (
 	// passwordEnv holds the private key's password when -p is not given.
 	passwordEnv = "PURE1_PRIVATE_KEY_PASSWORD"
 
-	// defaultJWTLifetime is the Python token factory's: one year.
-	defaultJWTLifetime = 8760 * time.Hour
+	// defaultJWTLifetime is the Python token factory's, to the second: its
+	// expire_seconds=31556952, a mean Gregorian year of 365.2425 days. A
+	// drop-in must not hand out JWTs that die 5h49m12s earlier.
+	defaultJWTLifetime = 31556952 * time.Second
 	// defaultExchangeJWTLifetime is the lifetime of the JWT that --exchange
 	// sends: it is used once, right away, so it need not outlive the call.
 	defaultExchangeJWTLifetime = 5 * time.Minute
@@ -68,8 +70,9 @@ Flags:
                             not given: a prompt (no echo) when stdin is a
                             terminal, else $PURE1_PRIVATE_KEY_PASSWORD
       --expire DURATION     lifetime of the JWT: a Go duration (8760h, 90m)
-                            or days (365d). Default 8760h (one year); with
-                            --exchange, 5m
+                            or days (365d). Default 31556952s (365.2425
+                            days, the Python script's expire_seconds, to the
+                            second); with --exchange, 5m
       --exchange            trade the JWT for a Pure1 access token and print
                             that instead
       --token-url URL       token endpoint for --exchange (https, or http to

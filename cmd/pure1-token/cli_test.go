@@ -36,7 +36,7 @@ const (
 	testAppID    = "pure1:apikey:Ab12Cd34Ef56Gh78"
 	testPassword = "hunter2-Correct-Horse" // never to appear in any output
 	wrongPass    = "not-the-Right-Password"
-	oneYearSecs  = 8760 * 3600
+	oneYearSecs  = 31556952 // the default: the Python script's expire_seconds (365.2425 days)
 )
 
 var fixedNow = time.Date(2025, 3, 14, 15, 9, 26, 0, time.UTC)
@@ -422,8 +422,8 @@ func TestExpire(t *testing.T) {
 		flags []string
 		want  int64
 	}{
-		{nil, oneYearSecs},
-		{[]string{"--expire", "8760h"}, oneYearSecs},
+		{nil, 31556952}, // the Python script's expire_seconds: 365.2425 days
+		{[]string{"--expire", "8760h"}, 8760 * 3600},
 		{[]string{"--expire=365d"}, 365 * 86400},
 		{[]string{"-expire", "720h"}, 720 * 3600},
 		{[]string{"--expire", "30d"}, 30 * 86400},

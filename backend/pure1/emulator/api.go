@@ -14,52 +14,8 @@ type apiErrors struct {
 }
 
 type apiErrorItem struct {
+	Context string `json:"context,omitempty"` // the parameter or value at fault
 	Message string `json:"message"`
-}
-
-type arrayItem struct {
-	ID      string `json:"id"`
-	Name    string `json:"name"`
-	Model   string `json:"model"`
-	OS      string `json:"os"`
-	Version string `json:"version"`
-	AsOf    int64  `json:"as_of"` // milliseconds since the epoch, as Pure1 reports it
-}
-
-type arrayList struct {
-	ContinuationToken *string     `json:"continuation_token"` // always null: one page
-	TotalItemCount    int         `json:"total_item_count"`
-	Items             []arrayItem `json:"items"`
-}
-
-// handleArrays serves GET /api/1.latest/arrays, the cheapest Pure1 call that
-// proves an access token is accepted.
-func (s *Server) handleArrays(w http.ResponseWriter, r *http.Request) {
-	if !allowMethods(w, r, http.MethodGet) {
-		return
-	}
-	s.stats.apiRequests.Add(1)
-	claims, err := s.verifyAccessToken(r.Header.Get("Authorization"))
-	if err != nil {
-		infoFrom(r.Context()).addNote("unauthorized: " + err.Error())
-		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
-		writeJSON(w, http.StatusUnauthorized, apiErrors{Errors: []apiErrorItem{{Message: "Invalid or expired access token."}}})
-		return
-	}
-	if sub, _ := claims["sub"].(string); sub != "" {
-		infoFrom(r.Context()).appID = sub
-	}
-	writeJSON(w, http.StatusOK, arrayList{
-		TotalItemCount: 1,
-		Items: []arrayItem{{
-			ID:      s.arrayID,
-			Name:    "emulated-array-01",
-			Model:   "FA-X70R3",
-			OS:      "Purity//FA",
-			Version: "6.5.4",
-			AsOf:    s.now().UnixMilli(),
-		}},
-	})
 }
 
 // verifyAccessToken accepts only unexpired tokens signed by this Server.

@@ -7,7 +7,9 @@
 //   - POST /oauth2/1.0/token: the RFC 8693 token exchange, validating the
 //     client's RS256 JWT as strictly as Pure1 does and answering with Pure1's
 //     status codes and error bodies;
-//   - GET /api/1.latest/arrays: a minimal resource endpoint that accepts only
+//   - GET /api/<version>/arrays for 1.0 … 1.5 and 1.latest: the arrays
+//     collection, with Pure1's filter, sort, ids, names, fqdns, limit, offset
+//     and continuation_token, as Pure's Python SDK calls it. It accepts only
 //     access tokens this emulator issued, so callers can prove a token works;
 //   - rate limiting per organisation (429 with X-RateLimit-* headers).
 //
@@ -37,7 +39,7 @@ import (
 // hard-code them in several places.
 const (
 	TokenPath        = "/oauth2/1.0/token"
-	ArraysPath       = "/api/1.latest/arrays"
+	ArraysPath       = "/api/1.latest/arrays" // ArraysPathFor gives the other versions
 	ApplicationsPath = "/emulator/applications"
 	FaultsPath       = "/emulator/faults"
 	StatsPath        = "/emulator/stats"
@@ -76,6 +78,9 @@ type Options struct {
 	// RateLimit is the number of token requests per second allowed per org.
 	// 0 means unlimited; 429 then comes only from injected faults.
 	RateLimit int
+	// Arrays is how many arrays the resource API lists; default 1. More make
+	// paging, filters and sorts visible.
+	Arrays int
 }
 
 // Stats are the emulator's counters, for tests that assert how a client
@@ -107,8 +112,8 @@ type Server struct {
 
 	// key signs the access tokens; it is generated per Server so that tokens
 	// from one emulator run are never accepted by another.
-	key     *rsa.PrivateKey
-	arrayID string
+	key    *rsa.PrivateKey
+	arrays []Array // fixed at New; read without a lock
 
 	appsMu   sync.RWMutex
 	apps     map[string]*application
@@ -140,11 +145,21 @@ func New(opts Options) (*Server, error) {
 	if opts.RateLimit < 0 {
 		return nil, fmt.Errorf("emulator: rate limit %d is negative; use 0 for unlimited", opts.RateLimit)
 	}
+	if opts.Arrays == 0 {
+		opts.Arrays = 1
+	}
+	if opts.Arrays < 0 || opts.Arrays > 10000 {
+		return nil, fmt.Errorf("emulator: %d arrays; use 1 to 10000", opts.Arrays)
+	}
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		return nil, fmt.Errorf("emulator: generating signing key: %w", err)
 	}
 	id, err := randomUUID()
+	if err != nil {
+		return nil, err
+	}
+	arrays, err := newArrays(opts.Arrays, id)
 	if err != nil {
 		return nil, err
 	}
@@ -155,7 +170,7 @@ func New(opts Options) (*Server, error) {
 		logger:   opts.Logger,
 		limit:    opts.RateLimit,
 		key:      key,
-		arrayID:  id,
+		arrays:   arrays,
 		apps:     make(map[string]*application),
 		windows:  make(map[string]rateWindow),
 	}, nil
@@ -167,7 +182,7 @@ func (s *Server) Handler() http.Handler {
 	// Patterns carry no method so that each handler can answer a wrong method
 	// with a JSON 405 in its own API's error style, rather than the mux's text.
 	mux.HandleFunc(TokenPath, s.handleToken)
-	mux.HandleFunc(ArraysPath, s.handleArrays)
+	mux.HandleFunc(arraysPattern, s.handleArrays)
 	mux.HandleFunc(ApplicationsPath, s.handleApplications)
 	mux.HandleFunc(ApplicationsPath+"/{id}", s.handleApplication)
 	mux.HandleFunc(FaultsPath, s.handleFaults)

@@ -276,7 +276,7 @@ func TestExchangeIssuesUsableAccessToken(t *testing.T) {
 	}
 	item := items[0].(map[string]any)
 	if item["name"] != "emulated-array-01" || item["model"] != "FA-X70R3" || item["os"] != "Purity//FA" ||
-		item["version"] != "6.5.4" || item["as_of"] != float64(f.clock.Now().UnixMilli()) || item["id"] == "" {
+		item["version"] != "6.5.4" || item["_as_of"] != float64(f.clock.Now().UnixMilli()) || item["fqdn"] != "emulated-array-01.emulated.test" || item["id"] == "" {
 		t.Errorf("unexpected array item %v", item)
 	}
 
