@@ -71,6 +71,7 @@ type backend struct {
 
 	tokens  *tokenCache
 	flights *flightGroup
+	metrics *metrics
 }
 
 func newBackend(opts Options) *backend {
@@ -81,7 +82,9 @@ func newBackend(opts Options) *backend {
 		roles:     make(map[string]*roleEntry),
 		tokens:    newTokenCache(),
 		flights:   newFlightGroup(),
+		metrics:   newMetrics(),
 	}
+	b.flights.joined = func(key string) { b.metrics.observeSharedExchange(flightRole(key)) }
 	if b.now == nil {
 		b.now = time.Now
 	}
@@ -97,6 +100,7 @@ func newBackend(opts Options) *backend {
 			pathConfig(b),
 			pathRoles(b),
 			pathCreds(b),
+			pathMetrics(b),
 		),
 		Secrets:        []*framework.Secret{secretCredential(b)},
 		Invalidate:     b.invalidate,
