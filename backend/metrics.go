@@ -182,8 +182,20 @@ func (m *metrics) observeCredential(path, role, config, credentialType, outcome 
 	m.credentialsIssued.WithLabelValues(path, role, config, credentialType, outcome).Inc()
 }
 
+// exchangeOutcomes are the outcomes an exchange can have.
+var exchangeOutcomes = []string{outcomeOK, outcomeRejected, outcomeUnavailable, outcomeBadResponse}
+
+// refreshOutcomes are the outcomes a static refresh can have.
+var refreshOutcomes = []string{outcomeOK, outcomeRejected, outcomeUnavailable, outcomeBadResponse, outcomeError}
+
 // observeExchange counts one exchange (all its attempts) and its duration.
 func (m *metrics) observeExchange(config string, took time.Duration, err error) {
+	// Every outcome of the config exists from its first exchange on, at 0:
+	// increase() and rate() cannot see the first failure of a series that
+	// appears with it, and alerts are written with them.
+	for _, o := range exchangeOutcomes {
+		m.exchanges.WithLabelValues(config, o)
+	}
 	m.exchanges.WithLabelValues(config, exchangeOutcome(err)).Inc()
 	m.exchangeDuration.WithLabelValues(config).Observe(took.Seconds())
 }
@@ -221,6 +233,9 @@ func (m *metrics) observeReusedToken(role string) {
 // observeStaticRefresh counts one refresh of a static role's token; err is
 // the refresh's error (nil when the new token was stored).
 func (m *metrics) observeStaticRefresh(role, config string, err error) {
+	for _, o := range refreshOutcomes {
+		m.staticRefreshes.WithLabelValues(role, config, o) // at 0, as for exchanges
+	}
 	m.staticRefreshes.WithLabelValues(role, config, exchangeOutcome(err)).Inc()
 }
 

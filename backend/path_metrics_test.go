@@ -157,7 +157,9 @@ func TestMetricsMove(t *testing.T) {
 		{
 			name: "an access token",
 			do:   func(t *testing.T, e *testEnv, _ *testEmulator) { e.creds("at") },
-			want: map[series]float64{issued("ok"): 1, exchanges("ok"): 1, duration: 1, retries: -1, retryAfter: 0, remaining: -1},
+			// The failures exist at 0 from the first exchange on, for increase().
+			want: map[series]float64{issued("ok"): 1, exchanges("ok"): 1, exchanges("unavailable"): 0, exchanges("rejected"): 0,
+				exchanges("bad_response"): 0, duration: 1, retries: -1, retryAfter: 0, remaining: -1},
 		},
 		{
 			name: "a JWT: no exchange",
