@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -598,5 +599,47 @@ func TestMetricsConcurrent(t *testing.T) {
 	shared0, _ := sample(fams, "pure1_readers_shared_exchange_total", map[string]string{"role": "r0"})
 	if exchanged+shared0+shared+reused != workers*reads {
 		t.Errorf("exchanges %v + shared %v + %v + reused %v != %d reads", exchanged, shared0, shared, reused, workers*reads)
+	}
+}
+
+// TestMetricsHelp: path-help documents the path, and the OpenAPI response
+// names every series, so that the manual cannot fall behind metrics.go.
+func TestMetricsHelp(t *testing.T) {
+	e := newTestEnv(t, envOptions{})
+	resp, err := e.request(logical.HelpOperation, "metrics", nil)
+	mustOK(t, "help metrics", resp, err)
+	if help, _ := resp.Data["help"].(string); !strings.Contains(help, "format=prometheus") {
+		t.Errorf("help: %q", help)
+	}
+	b, err := json.Marshal(resp.Data["openapi"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(b)
+	for _, want := range []string{`"/metrics"`, `"pure1-read-metrics"`, `"format"`} {
+		if !strings.Contains(doc, want) {
+			t.Errorf("OpenAPI lacks %s", want)
+		}
+	}
+	if len(e.b.metrics.series) != 15 {
+		t.Errorf("%d series declared, want the 15 of the README", len(e.b.metrics.series))
+	}
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range e.b.metrics.series {
+		if !bytes.Contains(readme, []byte("`"+s.name+"`")) {
+			t.Errorf("the README's Metrics section lacks %s", s.name)
+		}
+		if !strings.Contains(doc, `"`+s.name+`"`) {
+			t.Errorf("OpenAPI lacks %s", s.name)
+		}
+		if !strings.HasPrefix(s.name, "pure1_") {
+			t.Errorf("%s lacks the pure1_ prefix", s.name)
+		}
+		if s.kind == "counter" && !strings.Contains(s.help, "starts at zero when the plugin starts") {
+			t.Errorf("%s: help does not say it starts at zero", s.name)
+		}
 	}
 }
