@@ -94,12 +94,12 @@ func TestPrometheus(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := templateFile(t, filepath.Join(shipped, "prometheus.yml"), map[string]string{
-		"scheme: https":                     "scheme: http",
-		"'vault.example.com:8200'":          "'" + vaultURL.Host + "'",
-		"/etc/prometheus/vault-pure1-token": tokenFile,
-		"scrape_interval: 30s":              "scrape_interval: 1s",
-		"evaluation_interval: 30s":          "evaluation_interval: 1s",
-		"metrics_path: /v1/pure1/metrics":   "metrics_path: /v1/" + Mount + "/metrics",
+		"scheme: https":            "scheme: http",
+		"'vault.example.com:8200'": "'" + vaultURL.Host + "'",
+		"credentials_file: /etc/prometheus/vault-pure1-token": "credentials_file: " + tokenFile,
+		"scrape_interval: 30s":                                "scrape_interval: 1s",
+		"evaluation_interval: 30s":                            "evaluation_interval: 1s",
+		"metrics_path: /v1/pure1/metrics":                     "metrics_path: /v1/" + Mount + "/metrics",
 	})
 	cfgPath := filepath.Join(dir, "prometheus.yml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
