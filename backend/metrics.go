@@ -110,9 +110,10 @@ func newMetrics() *metrics {
 		return v
 	}
 	histogram := func(name, help string, buckets []float64, labels ...string) *prometheus.HistogramVec {
-		v := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: help, Buckets: buckets}, labels)
+		// A histogram's count and sum are counters too.
+		v := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: help + counterNote, Buckets: buckets}, labels)
 		m.registry.MustRegister(v)
-		m.series = append(m.series, seriesInfo{name, help, "histogram"})
+		m.series = append(m.series, seriesInfo{name, help + counterNote, "histogram"})
 		return v
 	}
 	stored := func(name, help string, labels ...string) *prometheus.Desc {
