@@ -76,6 +76,7 @@ type backend struct {
 	flights   *flightGroup
 	checks    *checkCache
 	refresher *staticRefresher
+	metrics   *metrics
 
 	// parseKey and generateKey are pure1's, replaced in tests to make key
 	// work slow on purpose.
@@ -93,12 +94,18 @@ func newBackend(opts Options) *backend {
 		flights:   newFlightGroup(),
 		checks:    newCheckCache(),
 		refresher: newStaticRefresher(),
+		metrics:   newMetrics(),
 
 		staticRoles:  make(map[string]*staticRoleEntry),
 		staticTokens: make(map[string]*staticToken),
 
 		parseKey:    pure1.ParsePrivateKey,
 		generateKey: pure1.GenerateKey,
+	}
+	b.flights.joined = func(key string) {
+		if role := flightRole(key); role != "" { // config checks share flights too, under no role
+			b.metrics.observeSharedExchange(role)
+		}
 	}
 	if b.now == nil {
 		b.now = time.Now
@@ -120,6 +127,7 @@ func newBackend(opts Options) *backend {
 			pathCreds(b),
 			pathStaticRoles(b),
 			pathStaticCreds(b),
+			pathMetrics(b),
 		),
 		Secrets:        []*framework.Secret{secretCredential(b)},
 		Invalidate:     b.invalidate,

@@ -150,11 +150,7 @@ func (b *backend) pathCheckRead(ctx context.Context, req *logical.Request, d *fr
 	start := time.Now()
 	// Concurrent checks of one config share one exchange.
 	tok, err := b.flights.do(ctx, checkFlightKeyStart+cfg.identity, func(ctx context.Context) (*pure1.AccessToken, error) {
-		jwt, _, err := cfg.signer.Sign(b.now(), exchangeJWTLifetime)
-		if err != nil {
-			return nil, err
-		}
-		return b.exchanger.Exchange(ctx, cfg.entry.TokenURL, jwt)
+		return b.exchangeWith(ctx, cfg, "check")
 	})
 	rtt := time.Since(start)
 	if err != nil && isContextErr(err) && !errors.Is(err, pure1.ErrUnavailable) {

@@ -402,6 +402,7 @@ func (b *backend) pathConfigDelete(ctx context.Context, req *logical.Request, d 
 		return nil, fmt.Errorf("deleting config %q: %w", name, err)
 	}
 	b.dropConfig(name)
+	b.metrics.forgetConfig(name)
 	return nil, nil
 }
 

@@ -83,7 +83,7 @@ func pathCreds(b *backend) []*framework.Path {
 	}}
 }
 
-func (b *backend) pathCredsRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+func (b *backend) pathCredsRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (resp *logical.Response, err error) {
 	roleName := d.Get("name").(string)
 	role, err := b.getRole(ctx, req.Storage, roleName)
 	if err != nil {
@@ -93,6 +93,9 @@ func (b *backend) pathCredsRead(ctx context.Context, req *logical.Request, d *fr
 		return logical.ErrorResponse("role %q does not exist: create it with vault write %sroles/%s config=<config name>, or list roles with vault list %sroles",
 			roleName, req.MountPoint, roleName, req.MountPoint), nil
 	}
+	defer func() {
+		b.metrics.observeCredential(metricsPathCreds, roleName, role.Config, role.CredentialType, readOutcome(resp, err))
+	}()
 	cfg, err := b.getConfig(ctx, req.Storage, role.Config)
 	if err != nil {
 		return nil, err
@@ -104,7 +107,6 @@ func (b *backend) pathCredsRead(ctx context.Context, req *logical.Request, d *fr
 		return logical.ErrorResponse("config %q has no app_id: register the public key in Pure1 (Administration > API Registration) "+
 			"and write app_id: vault write %sconfig/%s app_id=pure1:apikey:...", role.Config, req.MountPoint, role.Config), nil
 	}
-	var resp *logical.Response
 	if role.CredentialType == credentialJWT {
 		resp, err = b.issueJWT(roleName, role, cfg)
 	} else {
@@ -162,6 +164,9 @@ func (b *backend) issueAccessToken(ctx context.Context, req *logical.Request, ro
 	if role.ReuseAccessToken {
 		tok = b.tokens.get(roleName, cfg, b.now(), role.ReuseMargin)
 		margin = role.ReuseMargin
+		if tok != nil {
+			b.metrics.observeReusedToken(roleName)
+		}
 	}
 	if tok == nil {
 		var err error
@@ -222,8 +227,7 @@ func setLease(resp *logical.Response, ttl time.Duration) {
 // exchange trades a fresh JWT for an access token, with at most one exchange
 // in flight per role and key: concurrent readers share its answer.
 func (b *backend) exchange(ctx context.Context, roleName string, cfg *config) (*pure1.AccessToken, error) {
-	key := roleName + "\x00" + cfg.identity
-	return b.flights.do(ctx, key, func(ctx context.Context) (*pure1.AccessToken, error) {
+	return b.flights.do(ctx, flightKey(roleName, cfg.identity), func(ctx context.Context) (*pure1.AccessToken, error) {
 		return b.exchangeWith(ctx, cfg, "role "+roleName)
 	})
 }
@@ -231,19 +235,48 @@ func (b *backend) exchange(ctx context.Context, roleName string, cfg *config) (*
 // exchangeWith signs a short-lived JWT with cfg's key and trades it at cfg's
 // token_url. who names the requester in the logs.
 func (b *backend) exchangeWith(ctx context.Context, cfg *config, who string) (*pure1.AccessToken, error) {
-	jwt, _, err := cfg.signer.Sign(b.now(), exchangeJWTLifetime)
+	return b.exchangeSigned(ctx, cfg.name, cfg.entry.TokenURL, cfg.signer, who)
+}
+
+// exchangeSigned is every exchange the engine makes: it signs with signer,
+// trades the JWT at tokenURL and counts it in the metrics of config.
+func (b *backend) exchangeSigned(ctx context.Context, config, tokenURL string, signer *pure1.Signer, who string) (*pure1.AccessToken, error) {
+	jwt, _, err := signer.Sign(b.now(), exchangeJWTLifetime)
 	if err != nil {
 		return nil, err
 	}
 	start := time.Now()
-	tok, err := b.exchanger.Exchange(ctx, cfg.entry.TokenURL, jwt)
+	tok, err := b.exchanger.Exchange(pure1.WithAttemptObserver(ctx, b.metrics.exchangeAttemptObserver(config)), tokenURL, jwt)
+	b.metrics.observeExchange(config, time.Since(start), err)
 	if err != nil {
-		b.Logger().Warn("Pure1 token exchange failed", "for", who, "app_id", cfg.signer.AppID(), "error", err)
+		b.Logger().Warn("Pure1 token exchange failed", "for", who, "app_id", signer.AppID(), "error", err)
 		return nil, err
 	}
-	b.Logger().Debug("Pure1 token exchanged", "for", who, "app_id", cfg.signer.AppID(),
+	b.Logger().Debug("Pure1 token exchanged", "for", who, "app_id", signer.AppID(),
 		"expires_at", tok.ExpiresAt.Format(time.RFC3339), "duration", time.Since(start))
 	return tok, nil
+}
+
+// flightKey names the exchange of a role under a config identity: readers of
+// the role share it only while the config is unchanged.
+func flightKey(role, identity string) string { return role + "\x00" + identity }
+
+// flightRole is the role of a flightKey.
+func flightRole(key string) string {
+	role, _, _ := strings.Cut(key, "\x00")
+	return role
+}
+
+// readOutcome classifies a credential read's result for
+// pure1_credentials_issued_total.
+func readOutcome(resp *logical.Response, err error) string {
+	switch {
+	case err != nil:
+		return outcomeFailed
+	case resp == nil || resp.IsError():
+		return outcomeRefused
+	}
+	return outcomeOK
 }
 
 // exchangeErrorResponse explains a failed exchange. Pure1's refusals are the

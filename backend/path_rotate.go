@@ -281,11 +281,7 @@ func (b *backend) rotatePromote(ctx context.Context, req *logical.Request, name,
 		tok      *pure1.AccessToken
 	)
 	if verify {
-		jwt, _, err := signer.Sign(b.now(), exchangeJWTLifetime)
-		if err != nil {
-			return nil, err
-		}
-		tok, err = b.exchanger.Exchange(ctx, e.TokenURL, jwt)
+		tok, err = b.exchangeSigned(ctx, name, e.TokenURL, signer, "rotation of config "+name)
 		if err != nil {
 			if isContextErr(err) && !errors.Is(err, pure1.ErrUnavailable) {
 				return nil, err

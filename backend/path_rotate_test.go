@@ -275,14 +275,14 @@ func TestRotateFailedVerification(t *testing.T) {
 	expectIssuer(t, e, idB, &keyB().priv.PublicKey, &keyA().priv.PublicKey)
 }
 
-// gateExchanger holds every exchange until released, after telling started.
-type gateExchanger struct {
+// rotateGateExchanger holds every exchange until released, after telling started.
+type rotateGateExchanger struct {
 	inner   pure1.Exchanger
 	started chan struct{}
 	release chan struct{}
 }
 
-func (g *gateExchanger) Exchange(ctx context.Context, tokenURL, jwt string) (*pure1.AccessToken, error) {
+func (g *rotateGateExchanger) Exchange(ctx context.Context, tokenURL, jwt string) (*pure1.AccessToken, error) {
 	g.started <- struct{}{}
 	<-g.release
 	return g.inner.Exchange(ctx, tokenURL, jwt)
@@ -293,7 +293,7 @@ func (g *gateExchanger) Exchange(ctx context.Context, tokenURL, jwt string) (*pu
 func TestRotatePendingReplacedDuringVerification(t *testing.T) {
 	clock := newClock(testEpoch)
 	te := newTestEmulator(t, clock, 0)
-	gate := &gateExchanger{inner: te.exchanger, started: make(chan struct{}), release: make(chan struct{})}
+	gate := &rotateGateExchanger{inner: te.exchanger, started: make(chan struct{}), release: make(chan struct{})}
 	e := newTestEnv(t, envOptions{exchanger: gate, clock: clock})
 	idA := te.register(t, keyA().publicPEM)
 	e.mustWrite("config/c", map[string]interface{}{"private_key": keyA().pkcs8, "app_id": idA, "token_url": te.tokenURL})

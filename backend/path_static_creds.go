@@ -73,7 +73,7 @@ func pathStaticCreds(b *backend) []*framework.Path {
 	}}
 }
 
-func (b *backend) pathStaticCredsRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+func (b *backend) pathStaticCredsRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (resp *logical.Response, err error) {
 	name := d.Get("name").(string)
 	role, err := b.getStaticRole(ctx, req.Storage, name)
 	if err != nil {
@@ -83,6 +83,9 @@ func (b *backend) pathStaticCredsRead(ctx context.Context, req *logical.Request,
 		return logical.ErrorResponse("static role %q does not exist: create it with vault write %sstatic-roles/%s config=<config name>, or list them with vault list %sstatic-roles",
 			name, req.MountPoint, name, req.MountPoint), nil
 	}
+	defer func() {
+		b.metrics.observeCredential(metricsPathStaticCreds, name, role.Config, credentialAccessToken, readOutcome(resp, err))
+	}()
 	cfg, err := b.getConfig(ctx, req.Storage, role.Config)
 	if err != nil {
 		return nil, err
@@ -120,7 +123,7 @@ func (b *backend) pathStaticCredsRead(ctx context.Context, req *logical.Request,
 	if !t.usable(now) {
 		return staticUnusableResponse(name, t, refreshErr)
 	}
-	resp := &logical.Response{Data: staticCredsData(role, t, now)}
+	resp = &logical.Response{Data: staticCredsData(role, t, now)}
 	if t.Failures > 0 {
 		resp.AddWarning(fmt.Sprintf("refreshing this token has failed since %s (%d tries; last error: %s): serving the current token until it expires at %s",
 			t.FailingSince.Format(time.RFC3339), t.Failures, t.LastError, t.ExpiresAt.Format(time.RFC3339)))

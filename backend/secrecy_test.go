@@ -64,12 +64,14 @@ func TestSecretsNeverLeak(t *testing.T) {
 	w("roles/at", map[string]interface{}{"config": "a", "reuse_access_token": true})
 	w("roles/gen", map[string]interface{}{"config": "gen", "credential_type": "jwt"})
 	r("roles/jwt")
-	r("creds/jwt")
+	jwtResp, _ := do(logical.ReadOperation, "creds/jwt", nil)
 	r("creds/gen")
 	resp, _ := do(logical.ReadOperation, "creds/at", nil)
-	if resp == nil || resp.Secret == nil {
-		t.Fatalf("access token read failed: %v", resp)
+	if resp == nil || resp.Secret == nil || jwtResp == nil || jwtResp.Secret == nil {
+		t.Fatalf("credential reads failed: %v, %v", resp, jwtResp)
 	}
+	// Credentials are secrets too, for the metrics (below).
+	issued := []string{resp.Data["access_token"].(string), jwtResp.Data["jwt"].(string)}
 	// Renew and revoke go to the log at Debug.
 	rn, err := e.b.HandleRequest(e.ctx, &logical.Request{Operation: logical.RenewOperation, Storage: e.storage, Secret: resp.Secret})
 	record(rn, err)
@@ -99,6 +101,24 @@ func TestSecretsNeverLeak(t *testing.T) {
 	// Refused deletes and help text.
 	do(logical.DeleteOperation, "config/a", nil)
 	do(logical.HelpOperation, "config/a", nil)
+	// The metrics after all of the above, in both formats; the Prometheus
+	// text as Prometheus gets it, not base64 inside JSON.
+	r("metrics")
+	metricsJSON := responses[len(responses)-1]
+	metrics, err := e.request(logical.ReadOperation, "metrics", map[string]interface{}{"format": "prometheus"})
+	if body, ok := metrics.Data[logical.HTTPRawBody].([]byte); err != nil || !ok {
+		t.Fatalf("metrics?format=prometheus: %v, %v", err, metrics)
+	} else {
+		responses = append(responses, string(body))
+		exposition := string(body)
+		// Credentials, and the app IDs and token URL (not secret, but no
+		// business of a metrics label), appear nowhere in the metrics.
+		for _, s := range append(issued, idA, te.tokenURL, "127.0.0.1") {
+			if strings.Contains(exposition, s) || strings.Contains(metricsJSON, s) {
+				t.Errorf("the metrics contain %.20q...", s)
+			}
+		}
+	}
 
 	genKey := e.storedConfig("gen").PrivateKey
 	secrets := []string{testPassword}

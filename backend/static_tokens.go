@@ -1,6 +1,7 @@
 package backend
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -34,29 +35,29 @@ const (
 // staticToken is what static-tokens/<role> holds: the token every reader of
 // static-creds/<role> gets, and where its refreshing stands.
 type staticToken struct {
-	AccessToken string    `json:"access_token,omitempty"`
-	TokenType   string    `json:"token_type,omitempty"`
-	ExpiresAt   time.Time `json:"expires_at,omitempty"`
-	Org         string    `json:"org,omitempty"`
-	MaxRole     string    `json:"max_role,omitempty"`
-	AppID       string    `json:"app_id,omitempty"`
+	AccessToken string    `json:"access_token,omitzero"`
+	TokenType   string    `json:"token_type,omitzero"`
+	ExpiresAt   time.Time `json:"expires_at,omitzero"`
+	Org         string    `json:"org,omitzero"`
+	MaxRole     string    `json:"max_role,omitzero"`
+	AppID       string    `json:"app_id,omitzero"`
 	// Config and Identity say which config, as it was, issued the token: a
 	// config that changed since (a new key, app_id or token_url) makes it due.
 	Config        string    `json:"config"`
-	Identity      string    `json:"identity,omitempty"`
-	LastRefreshed time.Time `json:"last_refreshed,omitempty"`
+	Identity      string    `json:"identity,omitzero"`
+	LastRefreshed time.Time `json:"last_refreshed,omitzero"`
 	NextRefresh   time.Time `json:"next_refresh"`
 	// Clamped explains a rotation_period shortened to fit the token's life.
-	Clamped string `json:"clamped,omitempty"`
+	Clamped string `json:"clamped,omitzero"`
 	// Failure state: since when refreshing fails, how often, and Pure1's
 	// reason. Cleared by the next success.
-	FailingSince time.Time `json:"failing_since,omitempty"`
-	LastFailure  time.Time `json:"last_failure,omitempty"`
-	Failures     int       `json:"failures,omitempty"`
-	LastError    string    `json:"last_error,omitempty"`
+	FailingSince time.Time `json:"failing_since,omitzero"`
+	LastFailure  time.Time `json:"last_failure,omitzero"`
+	Failures     int       `json:"failures,omitzero"`
+	LastError    string    `json:"last_error,omitzero"`
 	// FailedIdentity is the config state the last failed refresh used: a
 	// config fixed since then is tried at once instead of after the backoff.
-	FailedIdentity string `json:"failed_identity,omitempty"`
+	FailedIdentity string `json:"failed_identity,omitzero"`
 }
 
 // usable reports whether the token may still be handed out at now.
@@ -135,16 +136,21 @@ func (b *backend) refreshStatic(ctx context.Context, s logical.Storage, name str
 		cfgErr = fmt.Errorf("%w: config %q has no app_id; register its public key in Pure1 and write app_id", errStaticConfig, role.Config)
 	}
 	if cfgErr != nil {
-		if _, err := b.storeStaticResult(ctx, s, name, role, cfg, nil, cfgErr); err != nil {
+		_, err := b.storeStaticResult(ctx, s, name, role, cfg, nil, cfgErr)
+		b.metrics.observeStaticRefresh(name, role.Config, cmp.Or(err, cfgErr))
+		if err != nil {
 			return nil, err
 		}
 		return nil, cfgErr
 	}
 
-	key := "static\x00" + name + "\x00" + cfg.identity
-	_, err = b.flights.do(ctx, key, func(fctx context.Context) (*pure1.AccessToken, error) {
+	// The flight's role label is static-roles/<name>: no dynamic role's name
+	// has a slash, so the two never share a flight or a series.
+	_, err = b.flights.do(ctx, flightKey(staticRoleStoragePrefix+name, cfg.identity), func(fctx context.Context) (*pure1.AccessToken, error) {
 		tok, xerr := b.exchangeWith(fctx, cfg, "static role "+name)
-		if _, err := b.storeStaticResult(fctx, s, name, role, cfg, tok, xerr); err != nil {
+		_, err := b.storeStaticResult(fctx, s, name, role, cfg, tok, xerr)
+		b.metrics.observeStaticRefresh(name, role.Config, cmp.Or(xerr, err))
+		if err != nil {
 			return nil, err
 		}
 		return tok, xerr

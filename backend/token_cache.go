@@ -88,6 +88,9 @@ const maxFlight = 90 * time.Second
 type flightGroup struct {
 	mu sync.Mutex
 	m  map[string]*flight
+	// joined, when set, is told of each reader that joins a flight in
+	// progress (for pure1_readers_shared_exchange_total).
+	joined func(key string)
 }
 
 type flight struct {
@@ -121,6 +124,9 @@ func (g *flightGroup) do(ctx context.Context, key string, fn func(context.Contex
 	}
 	f.waiters++
 	g.mu.Unlock()
+	if ok && g.joined != nil {
+		g.joined(key)
+	}
 
 	select {
 	case <-f.done:

@@ -275,7 +275,12 @@ func fitsDeadline(ctx context.Context, wait time.Duration) bool {
 }
 
 // attempt is one POST. Network errors come back unclassified (transient).
-func (e *HTTPExchanger) attempt(ctx context.Context, tokenURL, form string) (*AccessToken, error) {
+func (e *HTTPExchanger) attempt(ctx context.Context, tokenURL, form string) (tok *AccessToken, err error) {
+	var resp *http.Response
+	if observe := attemptObserverFrom(ctx); observe != nil {
+		sent := e.now()
+		defer func() { end := e.now(); observe(newAttempt(resp, end, end.Sub(sent), err)) }()
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, tokenURL, strings.NewReader(form))
 	if err != nil {
 		return nil, backoff.Permanent(fmt.Errorf("%w: building the request for token_url: %v", ErrRejected, redactURLError(err)))
@@ -283,7 +288,7 @@ func (e *HTTPExchanger) attempt(ctx context.Context, tokenURL, form string) (*Ac
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept", "application/json")
 	start := e.now()
-	resp, err := e.client.Do(req)
+	resp, err = e.client.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("POST %s: %v", safeURL(tokenURL), describeNetErr(err))
 	}
