@@ -87,12 +87,13 @@ func TestRotation(t *testing.T) {
 	agent := startRotationAgent(t, v, token)
 
 	// ---- the readers ----------------------------------------------------------------
-	// Static creds (issue 11) join here: add a reader of static-creds/<name>
-	// to roles below once static roles exist. They refresh when the config
-	// identity changes (b.dropConfig / Invalidate), so the checks after the
-	// promotion apply to them unchanged.
-	roles := []struct{ name, field string }{
-		{"readonly", "access_token"}, {"readonly-jwt", "jwt"}, {"shared", "access_token"},
+	// Static creds refresh when the config's identity changes, and a read
+	// that finds its token from the old identity refreshes first, so the
+	// checks after the promotion apply to them unchanged.
+	v.MustCLI(t, "write", Mount+"/static-roles/fleet", "config=main")
+	roles := []struct{ path, name, field string }{
+		{"creds", "readonly", "access_token"}, {"creds", "readonly-jwt", "jwt"}, {"creds", "shared", "access_token"},
+		{"static-creds", "fleet", "access_token"},
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -113,7 +114,7 @@ func TestRotation(t *testing.T) {
 			for i := 0; ctx.Err() == nil; i++ {
 				role := roles[(r+i)%len(roles)]
 				rd := rotationRead{role: role.name, start: time.Now(), accessToken: role.field == "access_token"}
-				status, body, err := v.Request(context.Background(), token, "GET", Mount+"/creds/"+role.name, nil)
+				status, body, err := v.Request(context.Background(), token, "GET", Mount+"/"+role.path+"/"+role.name, nil)
 				rd.end = time.Now()
 				switch {
 				case err != nil:

@@ -33,7 +33,7 @@ func TestStaticCreds(t *testing.T) {
 	v, e := staticSetup(t)
 
 	first := v.MustCLIJSON(t, "read", "-format=json", Mount+"/static-creds/fleet")
-	if id, dur := jget(first, "lease_id"), jget(first, "lease_duration"); id != "" || dur != float64(0) {
+	if id, dur := jget(first, "lease_id"), fmt.Sprint(jget(first, "lease_duration")); id != "" || dur != "0" {
 		t.Errorf("static-creds carries a lease: lease_id %v, lease_duration %v", id, dur)
 	}
 	e.MustCallAPI(t, jstr(t, first, "data", "access_token"))
@@ -112,7 +112,7 @@ func TestStaticCreds(t *testing.T) {
 	// Refresh on demand, and deletion of the stored token with the role.
 	v.MustCLI(t, "write", "-f", Mount+"/static-roles/fleet/refresh")
 	v.MustCLI(t, "delete", Mount+"/static-roles/fleet")
-	if out, err := v.CLI(t, "read", Mount+"/static-creds/fleet"); err == nil || !strings.Contains(out, "does not exist") {
+	if out, err := v.CLI(t, "read", Mount+"/static-creds/fleet"); err == nil || !strings.Contains(err.Error(), "does not exist") {
 		t.Errorf("read after delete: %v\n%s", err, out)
 	}
 }
