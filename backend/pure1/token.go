@@ -32,12 +32,15 @@ type tokenResponse struct {
 	ErrorDescription string   `json:"error_description"`
 }
 
-// ParseTokenResponse interprets one answer of the token endpoint received at
-// now. A non-200 status is an *APIError; a 200 that is not a usable token is
-// ErrBadResponse.
-func ParseTokenResponse(status int, header http.Header, body []byte, now time.Time) (*AccessToken, error) {
+// ParseTokenResponse interprets one answer of the token endpoint to a request
+// sent at sent and answered at received. A token without its own exp expires
+// expires_in after sent: Pure1 issued it no earlier, so a lease measured from
+// there never outlives it, however slow the answer was. Retry-After dates
+// count from received. A non-200 status is an *APIError; a 200 that is not a
+// usable token is ErrBadResponse.
+func ParseTokenResponse(status int, header http.Header, body []byte, sent, received time.Time) (*AccessToken, error) {
 	if status != http.StatusOK {
-		apiErr := &APIError{StatusCode: status, RetryAfter: parseRetryAfter(header.Get("Retry-After"), now)}
+		apiErr := &APIError{StatusCode: status, RetryAfter: parseRetryAfter(header.Get("Retry-After"), received)}
 		var r tokenResponse
 		if json.Unmarshal(body, &r) == nil && (r.Error != "" || r.ErrorDescription != "") {
 			apiErr.Code = trimForMessage([]byte(r.Error))
@@ -47,6 +50,13 @@ func ParseTokenResponse(status int, header http.Header, body []byte, now time.Ti
 		}
 		if status == http.StatusTooManyRequests && apiErr.Description == "" {
 			apiErr.Description = "rate limit exceeded" + rateLimitDetail(header)
+		}
+		switch {
+		case apiErr.Description != "":
+		case status == http.StatusNotImplemented:
+			apiErr.Description = "the endpoint does not implement this request (not retried): check that token_url is Pure1's token endpoint"
+		case status == http.StatusHTTPVersionNotSupported:
+			apiErr.Description = "the endpoint does not support this HTTP version (not retried): check token_url and any proxy in between"
 		}
 		return nil, apiErr
 	}
@@ -74,7 +84,7 @@ func ParseTokenResponse(status int, header http.Header, body []byte, now time.Ti
 		TokenType:       "Bearer",
 		IssuedTokenType: r.IssuedTokenType,
 		ExpiresIn:       life,
-		ExpiresAt:       now.Add(life).Truncate(time.Second).UTC(),
+		ExpiresAt:       sent.Add(life).Truncate(time.Second).UTC(),
 	}
 	claims := DecodeAccessTokenClaims(r.AccessToken)
 	tok.Org, tok.MaxRole = claims.Org, claims.MaxRole
