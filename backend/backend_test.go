@@ -185,6 +185,18 @@ type envOptions struct {
 	maxLeaseTTL  time.Duration // mount max lease TTL; default 768h like Vault's
 	defaultLease time.Duration // mount default lease TTL; default 768h
 	clock        *fakeClock
+	hosts        pure1.HostPolicy // token_url hosts allowed besides Pure1 and loopback
+}
+
+// allowExample is the policy of tests that write a token_url on a made-up
+// host, as a registrar would allow it.
+func allowExample(t testing.TB) pure1.HostPolicy {
+	t.Helper()
+	p, err := pure1.NewHostPolicy("pure1.example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 type testEnv struct {
@@ -221,7 +233,7 @@ func newTestEnv(t testing.TB, opts envOptions) *testEnv {
 	inmem := &logical.InmemStorage{}
 	conf.StorageView = inmem
 
-	b := newBackend(Options{Exchanger: opts.exchanger, Now: opts.clock.Now})
+	b := newBackend(Options{Exchanger: opts.exchanger, Now: opts.clock.Now, Hosts: opts.hosts})
 	ctx := context.Background()
 	if err := b.Setup(ctx, conf); err != nil {
 		t.Fatalf("Setup: %v", err)

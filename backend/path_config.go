@@ -105,7 +105,7 @@ func pathConfig(b *backend) []*framework.Path {
 				fieldTokenURL: {
 					Type:        framework.TypeString,
 					Default:     pure1.DefaultTokenURL,
-					Description: "Pure1 token endpoint. https only, except http to a loopback address (a local emulator).",
+					Description: "Pure1 token endpoint: https://api.pure1.purestorage.com/..., or a loopback address (a local emulator, http allowed). Another https host only when the plugin is registered with -env PURE1_ALLOWED_TOKEN_HOSTS=host.",
 				},
 			},
 			ExistenceCheck: b.pathConfigExists,
@@ -324,7 +324,7 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 		return logical.ErrorResponse(err.Error()), nil
 	}
 	name := d.Get("name").(string)
-	w, err := readConfigWrite(d)
+	w, err := readConfigWrite(d, b.hosts)
 	if err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}
@@ -412,7 +412,7 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 
 // readConfigWrite collects and checks the fields of a config write that can
 // be checked without storage.
-func readConfigWrite(d *framework.FieldData) (*configWrite, error) {
+func readConfigWrite(d *framework.FieldData, hosts pure1.HostPolicy) (*configWrite, error) {
 	w := &configWrite{}
 	var v interface{}
 	if v, w.hasKey = d.GetOk(fieldPrivateKey); w.hasKey {
@@ -462,7 +462,7 @@ func readConfigWrite(d *framework.FieldData) (*configWrite, error) {
 		if w.tokenURL == "" {
 			w.tokenURL = pure1.DefaultTokenURL
 		}
-		if err := pure1.ValidateTokenURL(fieldTokenURL, w.tokenURL); err != nil {
+		if err := hosts.Check(fieldTokenURL, w.tokenURL); err != nil {
 			return nil, err
 		}
 	}

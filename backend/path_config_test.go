@@ -159,7 +159,7 @@ func TestConfigGenerateKey(t *testing.T) {
 }
 
 func TestConfigUpdateSemantics(t *testing.T) {
-	e := newTestEnv(t, envOptions{})
+	e := newTestEnv(t, envOptions{hosts: allowExample(t)})
 	a, b, c := keyA(), keyB(), keyC()
 	readCfg := func() map[string]interface{} { return e.mustRead("config/u").Data }
 	expect := func(step string, got map[string]interface{}, appID string, k *keyFixture, tokenURL string) {
