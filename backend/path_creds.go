@@ -233,6 +233,9 @@ func (b *backend) exchange(ctx context.Context, roleName string, cfg *config) (*
 		}
 		start := time.Now()
 		tok, err := b.exchanger.Exchange(ctx, cfg.entry.TokenURL, jwt)
+		if err != nil && b.ctx.Err() != nil {
+			return nil, fmt.Errorf("%w: this mount is being unmounted or reloaded (%v)", pure1.ErrUnavailable, err)
+		}
 		if err != nil {
 			b.Logger().Warn("Pure1 token exchange failed", "role", roleName, "app_id", cfg.signer.AppID(), "error", err)
 			return nil, err
