@@ -18,7 +18,7 @@ import (
 
 // keySentinels: every ParsePrivateKey error wraps one of them.
 var keySentinels = []error{
-	ErrNotPEM, ErrPublicKey, ErrNotRSA, ErrKeyTooSmall, ErrKeyTooLarge,
+	ErrNotPEM, ErrPublicKey, ErrNotRSA, ErrKeyTooSmall, ErrKeyTooLarge, ErrWeakExponent,
 	ErrPasswordRequired, ErrWrongPassword, ErrUnsupportedKey,
 }
 
