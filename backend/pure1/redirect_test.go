@@ -343,3 +343,47 @@ func TestExchangeExpiryFromSendTime(t *testing.T) {
 		t.Errorf("ExpiresAt %s, want %s: expires_in counts from the request's sending", tok.ExpiresAt, want)
 	}
 }
+
+// An endpoint that echoes the JWT (or any token) in its error must not get
+// it into errors, creds responses or logs: only the allowed hosts receive a
+// JWT, and what they say back is quoted short and without tokens.
+func TestExchangeErrorNeverQuotesTokens(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		name string
+		body func(subject string) string
+	}{
+		{"JSON error_description", func(s string) string {
+			return fmt.Sprintf(`{"error":"invalid_grant","error_description":"bad token %s."}`, s)
+		}},
+		{"JSON error code", func(s string) string { return fmt.Sprintf(`{"error":%q}`, s) }},
+		{"plain text", func(s string) string { return "rejected: " + s }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			var f *fakePure1
+			f = newFakePure1(t, func(w http.ResponseWriter, r *http.Request, _ int32) {
+				f.mu.Lock()
+				subject := f.subjects[len(f.subjects)-1] // as the endpoint received it
+				f.mu.Unlock()
+				w.WriteHeader(http.StatusBadRequest)
+				fmt.Fprint(w, c.body(subject))
+			})
+			subject := clientJWT(t)
+			ex := newTestExchanger(t, HTTPExchangerOptions{})
+			_, err := ex.Exchange(testCtx(t), f.URL(), subject)
+			if !errors.Is(err, ErrRejected) {
+				t.Fatalf("error %v, want ErrRejected", err)
+			}
+			parts := strings.Split(subject, ".")
+			for _, p := range parts[:2] {
+				if strings.Contains(err.Error(), p[:20]) {
+					t.Errorf("error quotes the JWT: %q", err)
+				}
+			}
+			if !strings.Contains(err.Error(), "[token redacted]") {
+				t.Errorf("error %q should show where a token was taken out", err)
+			}
+		})
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"regexp"
 	"strings"
 	"time"
 )
@@ -42,11 +43,14 @@ func ParseTokenResponse(status int, header http.Header, body []byte, sent, recei
 	if status != http.StatusOK {
 		apiErr := &APIError{StatusCode: status, RetryAfter: parseRetryAfter(header.Get("Retry-After"), received)}
 		var r tokenResponse
+		// Quoted text ends up in errors, creds responses and logs: a token
+		// endpoint that echoes the JWT (or mints a token into its error)
+		// must not turn those into a place to read credentials from.
 		if json.Unmarshal(body, &r) == nil && (r.Error != "" || r.ErrorDescription != "") {
-			apiErr.Code = trimForMessage([]byte(r.Error))
-			apiErr.Description = trimForMessage([]byte(r.ErrorDescription))
+			apiErr.Code = trimForMessage(redactTokens([]byte(r.Error)))
+			apiErr.Description = trimForMessage(redactTokens([]byte(r.ErrorDescription)))
 		} else if status != http.StatusTooManyRequests && status < 500 {
-			apiErr.Description = trimForMessage(body)
+			apiErr.Description = trimForMessage(redactTokens(body))
 		}
 		if status == http.StatusTooManyRequests && apiErr.Description == "" {
 			apiErr.Description = "rate limit exceeded" + rateLimitDetail(header)
@@ -93,6 +97,15 @@ func ParseTokenResponse(status int, header http.Header, body []byte, sent, recei
 		tok.ExpiresAt = claims.Expiry.UTC()
 	}
 	return tok, nil
+}
+
+// jwtLike matches a JWS compact serialisation: three base64url parts, the
+// first two long enough to be a header and claims.
+var jwtLike = regexp.MustCompile(`[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]*`)
+
+// redactTokens blanks out anything shaped like a JWT.
+func redactTokens(b []byte) []byte {
+	return jwtLike.ReplaceAll(b, []byte("[token redacted]"))
 }
 
 func rateLimitDetail(h http.Header) string {
