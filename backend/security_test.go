@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+
 	"github.com/pure1vault/vault-plugin-secrets-pure1/backend/pure1"
 )
 
@@ -151,6 +154,51 @@ func TestLeaseEndsBeforeTheCredential(t *testing.T) {
 			if resp.Secret.TTL < time.Second {
 				t.Errorf("role %s: lease %s", role, resp.Secret.TTL)
 			}
+		}
+	}
+}
+
+// TestFactoryReadsAllowedHosts: the plugin's environment (vault plugin
+// register -env) decides the hosts, for config writes and for the
+// exchanger; a malformed list stops the mount with the reason. Not
+// parallel: it replaces the process-wide reading of the environment.
+func TestFactoryReadsAllowedHosts(t *testing.T) {
+	saved := allowedHosts
+	t.Cleanup(func() { allowedHosts = saved })
+	conf := func() *logical.BackendConfig {
+		c := logical.TestBackendConfig()
+		c.System = logical.StaticSystemView{DefaultLeaseTTLVal: time.Hour, MaxLeaseTTLVal: time.Hour}
+		c.StorageView = &logical.InmemStorage{}
+		return c
+	}
+
+	allowedHosts = func() (pure1.HostPolicy, error) { return pure1.NewHostPolicy("https://pure1.example.com/") }
+	if _, err := Factory(context.Background(), conf()); err == nil || !strings.Contains(err.Error(), pure1.AllowedHostsEnv) {
+		t.Errorf("Factory with a malformed list: %v, want an error naming %s", err, pure1.AllowedHostsEnv)
+	}
+
+	allowedHosts = func() (pure1.HostPolicy, error) { return pure1.NewHostPolicy("pure1.example.com") }
+	lb, err := Factory(context.Background(), conf())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := lb.(*backend)
+	t.Cleanup(func() { b.Cleanup(context.Background()) })
+	if got := b.hosts.AllowedHosts(); len(got) != 1 || got[0] != "pure1.example.com" {
+		t.Errorf("backend hosts %v", got)
+	}
+	// The exchanger Setup built checks the same policy before it sends.
+	_, err = b.exchanger.Exchange(context.Background(), "https://attacker.example/oauth2/1.0/token", "a.b.c")
+	if !errors.Is(err, pure1.ErrHostNotAllowed) {
+		t.Errorf("exchanger sent to a host not allowed: %v", err)
+	}
+	for _, c := range []struct {
+		url string
+		ok  bool
+	}{{"https://pure1.example.com/oauth2/1.0/token", true}, {"https://attacker.example/oauth2/1.0/token", false}} {
+		d := &framework.FieldData{Raw: map[string]interface{}{fieldTokenURL: c.url}, Schema: pathConfig(b)[0].Fields}
+		if _, err := readConfigWrite(d, b.hosts); (err == nil) != c.ok {
+			t.Errorf("token_url %s: %v, want ok=%v", c.url, err, c.ok)
 		}
 	}
 }
