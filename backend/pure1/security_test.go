@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -230,7 +232,7 @@ func TestExchangePermanentFailuresNotRetried(t *testing.T) {
 				conns.Add(1)
 			}
 		}
-		srv.Config.ErrorLog = nil
+		srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshake is expected
 		srv.StartTLS()
 		defer srv.Close()
 		// The exchanger's own client trusts only the system's CAs.
@@ -247,6 +249,7 @@ func TestExchangePermanentFailuresNotRetried(t *testing.T) {
 		t.Parallel()
 		var conns atomic.Int64
 		srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+		srv.Config.ErrorLog = log.New(io.Discard, "", 0)
 		srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
 			if s == http.StateNew {
 				conns.Add(1)
