@@ -45,7 +45,8 @@ A config holds one Pure1 application (Pure1 > Administration > API Registration)
 its application ID and the RSA private key whose public half is registered there.
 
 Bring a key:   vault write pure1/config/NAME app_id=pure1:apikey:... \
-                   private_key=@private.pem private_key_password=...
+                   private_key=@private.pem private_key_password=-
+               (the password from stdin: on the command line, ps shows it)
 Or let Vault make one, so it never exists outside Vault:
                vault write pure1/config/NAME generate_key=true
                (register the returned public_key in Pure1, then)
@@ -90,7 +91,7 @@ func pathConfig(b *backend) []*framework.Path {
 				},
 				fieldPrivateKeyPassword: {
 					Type:         framework.TypeString,
-					Description:  "Password of an encrypted private_key. Used once to decrypt it; never stored.",
+					Description:  "Password of an encrypted private_key. Used once to decrypt it; never stored. From the CLI: private_key_password=- (stdin) or =@file, never the password itself, which ps shows.",
 					DisplayAttrs: &framework.DisplayAttributes{Sensitive: true},
 				},
 				fieldGenerateKey: {
