@@ -36,24 +36,44 @@ credential does.
 
 // Factory is the logical.Factory Vault calls to create a mount of the engine.
 func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend, error) {
-	b := newBackend(Options{})
+	hosts, err := allowedHosts()
+	if err != nil {
+		return nil, fmt.Errorf("%w: fix it with vault plugin register -env and reload the plugin", err)
+	}
+	b := newBackend(Options{Hosts: hosts})
 	if err := b.Setup(ctx, conf); err != nil {
 		return nil, err
 	}
 	return b, nil
 }
 
-// Options are what tests replace: the clock and the Pure1 client.
+// allowedHosts reads $PURE1_ALLOWED_TOKEN_HOSTS once per plugin process:
+// the environment is the registrar's (vault plugin register -env, a sudo
+// operation), fixed when Vault starts the plugin; changing it takes a new
+// registration and a reload, which starts a new process.
+var allowedHosts = sync.OnceValues(pure1.HostPolicyFromEnv)
+
+// Options are what tests replace: the clock, the Pure1 client and the hosts
+// a JWT may be sent to.
 type Options struct {
 	Exchanger pure1.Exchanger
 	Now       func() time.Time
+	// Hosts is checked where token_url is written and by the default
+	// exchanger before every request. Zero: Pure1 and loopback only.
+	Hosts pure1.HostPolicy
 }
 
 type backend struct {
 	*framework.Backend
 
 	exchanger pure1.Exchanger
+	hosts     pure1.HostPolicy
 	now       func() time.Time
+
+	// ctx lives as long as the mount: Clean cancels it, which ends every
+	// exchange in flight and whatever else runs in the background.
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	// writeLock serialises writes and deletes of configs and roles, so a
 	// read-modify-write cannot interleave with another and a role cannot be
@@ -85,13 +105,17 @@ type backend struct {
 }
 
 func newBackend(opts Options) *backend {
+	ctx, cancel := context.WithCancel(context.Background())
 	b := &backend{
 		exchanger: opts.Exchanger,
+		hosts:     opts.Hosts,
 		now:       opts.Now,
+		ctx:       ctx,
+		cancel:    cancel,
 		configs:   make(map[string]*config),
 		roles:     make(map[string]*roleEntry),
 		tokens:    newTokenCache(),
-		flights:   newFlightGroup(),
+		flights:   newFlightGroup(ctx),
 		checks:    newCheckCache(),
 		refresher: newStaticRefresher(),
 		metrics:   newMetrics(),
@@ -149,9 +173,20 @@ func (b *backend) Setup(ctx context.Context, conf *logical.BackendConfig) error 
 		return err
 	}
 	if b.exchanger == nil {
-		b.exchanger = pure1.NewHTTPExchanger(pure1.HTTPExchangerOptions{Logger: b.Logger().Named("pure1")})
+		b.exchanger = pure1.NewHTTPExchanger(pure1.HTTPExchangerOptions{Logger: b.Logger().Named("pure1"), Hosts: b.hosts})
 	}
 	return nil
+}
+
+// clean runs when Vault unmounts the engine or reloads the plugin: nothing of
+// this mount may live on. Each step is one line, so background work added
+// later is stopped here too.
+func (b *backend) clean(context.Context) {
+	b.cancel() // exchanges in flight and their retries end now
+	b.stopStaticRefresher()
+	if c, ok := b.exchanger.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
 }
 
 // invalidate runs on performance standbys and replicas when another node
@@ -169,11 +204,6 @@ func (b *backend) invalidate(_ context.Context, key string) {
 	}
 }
 
-// clean is Vault's Clean hook, run when the mount is unmounted or the plugin
-// reloaded: nothing of this mount may run on after it.
-func (b *backend) clean(context.Context) {
-	b.stopStaticRefresher()
-}
 
 func (b *backend) dropConfig(name string) {
 	b.cacheLock.Lock()

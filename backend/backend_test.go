@@ -187,6 +187,18 @@ type envOptions struct {
 	defaultLease time.Duration // mount default lease TTL; default 768h
 	clock        *fakeClock
 	replication  consts.ReplicationState // the node's replication state; default none (a primary that may write)
+	hosts        pure1.HostPolicy        // token_url hosts allowed besides Pure1 and loopback
+}
+
+// allowExample is the policy of tests that write a token_url on a made-up
+// host, as a registrar would allow it.
+func allowExample(t testing.TB) pure1.HostPolicy {
+	t.Helper()
+	p, err := pure1.NewHostPolicy("pure1.example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 type testEnv struct {
@@ -224,7 +236,7 @@ func newTestEnv(t testing.TB, opts envOptions) *testEnv {
 	inmem := &logical.InmemStorage{}
 	conf.StorageView = inmem
 
-	b := newBackend(Options{Exchanger: opts.exchanger, Now: opts.clock.Now})
+	b := newBackend(Options{Exchanger: opts.exchanger, Now: opts.clock.Now, Hosts: opts.hosts})
 	ctx := context.Background()
 	if err := b.Setup(ctx, conf); err != nil {
 		t.Fatalf("Setup: %v", err)

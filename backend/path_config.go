@@ -54,7 +54,8 @@ A config holds one Pure1 application (Pure1 > Administration > API Registration)
 its application ID and the RSA private key whose public half is registered there.
 
 Bring a key:   vault write pure1/config/NAME app_id=pure1:apikey:... \
-                   private_key=@private.pem private_key_password=...
+                   private_key=@private.pem private_key_password=-
+               (the password from stdin: on the command line, ps shows it)
 Or let Vault make one, so it never exists outside Vault:
                vault write pure1/config/NAME generate_key=true
                (register the returned public_key in Pure1, then)
@@ -105,7 +106,7 @@ func pathConfig(b *backend) []*framework.Path {
 				},
 				fieldPrivateKeyPassword: {
 					Type:         framework.TypeString,
-					Description:  "Password of an encrypted private_key. Used once to decrypt it; never stored.",
+					Description:  "Password of an encrypted private_key. Used once to decrypt it; never stored. From the CLI: private_key_password=- (stdin) or =@file, never the password itself, which ps shows.",
 					DisplayAttrs: &framework.DisplayAttributes{Sensitive: true},
 				},
 				fieldGenerateKey: {
@@ -120,7 +121,7 @@ func pathConfig(b *backend) []*framework.Path {
 				fieldTokenURL: {
 					Type:        framework.TypeString,
 					Default:     pure1.DefaultTokenURL,
-					Description: "Pure1 token endpoint. https only, except http to a loopback address (a local emulator).",
+					Description: "Pure1 token endpoint: https://api.pure1.purestorage.com/..., or a loopback address (a local emulator, http allowed). Another https host only when the plugin is registered with -env PURE1_ALLOWED_TOKEN_HOSTS=host.",
 				},
 				fieldMaxKeyAge: {
 					Type:        framework.TypeDurationSecond,
@@ -429,7 +430,7 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 		return logical.ErrorResponse(err.Error()), nil
 	}
 	name := d.Get("name").(string)
-	w, err := readConfigWrite(d)
+	w, err := readConfigWrite(d, b.hosts)
 	if err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}
@@ -691,7 +692,7 @@ func readKeyInput(d *framework.FieldData) (keyInput, error) {
 
 // readConfigWrite collects and checks the fields of a config write that can
 // be checked without storage.
-func readConfigWrite(d *framework.FieldData) (*configWrite, error) {
+func readConfigWrite(d *framework.FieldData, hosts pure1.HostPolicy) (*configWrite, error) {
 	ki, err := readKeyInput(d)
 	if err != nil {
 		return nil, err
@@ -717,7 +718,7 @@ func readConfigWrite(d *framework.FieldData) (*configWrite, error) {
 		if w.tokenURL == "" {
 			w.tokenURL = pure1.DefaultTokenURL
 		}
-		if err := pure1.ValidateTokenURL(fieldTokenURL, w.tokenURL); err != nil {
+		if err := hosts.Check(fieldTokenURL, w.tokenURL); err != nil {
 			return nil, err
 		}
 	}

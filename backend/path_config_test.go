@@ -166,7 +166,7 @@ func TestConfigGenerateKey(t *testing.T) {
 }
 
 func TestConfigUpdateSemantics(t *testing.T) {
-	e := newTestEnv(t, envOptions{})
+	e := newTestEnv(t, envOptions{hosts: allowExample(t)})
 	a, b, c := keyA(), keyB(), keyC()
 	readCfg := func() map[string]interface{} { return e.mustRead("config/u").Data }
 	expect := func(step string, got map[string]interface{}, appID string, k *keyFixture, tokenURL string) {
@@ -454,7 +454,7 @@ func TestConfigNewKeyWhileInUse(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newTestEnv(t, envOptions{})
+			e := newTestEnv(t, envOptions{hosts: allowExample(t)})
 			e.writeConfig("c", keyA(), tc.appID)
 			if tc.role {
 				e.mustWrite("roles/j", map[string]interface{}{"config": "c", "credential_type": "jwt"})

@@ -24,6 +24,12 @@ const (
 	fieldOrg         = "org"
 )
 
+// leaseSafetyMargin is taken off every lease so that it ends before its
+// credential: Vault starts the lease's clock when it registers the lease,
+// after the plugin read its own clock, signed, maybe exchanged, and answered
+// over gRPC. Vault Agent re-reads well before the lease ends anyway.
+const leaseSafetyMargin = 5 * time.Second
+
 // exchangeJWTLifetime is the lifetime of the JWT Vault signs only to trade it
 // for an access token at once: short, so a leaked one is worth little.
 const exchangeJWTLifetime = 60 * time.Second
@@ -137,6 +143,11 @@ func (b *backend) issueJWT(roleName string, role *roleEntry, cfg *config) (*logi
 	if limit := b.leaseCap(role); limit > 0 && life > limit {
 		life = limit
 	}
+	// The lease is the JWT's life less the safety margin; a life too short
+	// for that is stretched so the lease still lasts a second and ends first.
+	if life < leaseSafetyMargin+2*time.Second {
+		life = leaseSafetyMargin + 2*time.Second
+	}
 	now := b.now()
 	token, expiresAt, err := cfg.signer.Sign(now, life)
 	if err != nil {
@@ -151,8 +162,8 @@ func (b *backend) issueJWT(roleName string, role *roleEntry, cfg *config) (*logi
 		fieldCredentialType: credentialJWT,
 	})
 	// The JWT's exp is whole seconds after iat (now truncated), so the lease
-	// measured from now ends no later than the JWT.
-	setLease(resp, expiresAt.Sub(now))
+	// measured from now ends no later than the JWT, by the margin at least.
+	setLease(resp, expiresAt.Sub(now)-leaseSafetyMargin)
 	return resp, nil
 }
 
@@ -188,7 +199,7 @@ func (b *backend) issueAccessToken(ctx context.Context, req *logical.Request, ro
 	}
 
 	now := b.now()
-	ttl := tok.ExpiresAt.Sub(now) - margin
+	ttl := tok.ExpiresAt.Sub(now) - margin - leaseSafetyMargin
 	if role.TTL > 0 && role.TTL < ttl {
 		ttl = role.TTL
 	}
@@ -248,6 +259,9 @@ func (b *backend) exchangeSigned(ctx context.Context, config, tokenURL string, s
 	start := time.Now()
 	tok, err := b.exchanger.Exchange(pure1.WithAttemptObserver(ctx, b.metrics.exchangeAttemptObserver(config)), tokenURL, jwt)
 	b.metrics.observeExchange(config, time.Since(start), err)
+	if err != nil && b.ctx.Err() != nil {
+		return nil, fmt.Errorf("%w: this mount is being unmounted or reloaded (%v)", pure1.ErrUnavailable, err)
+	}
 	if err != nil {
 		b.Logger().Warn("Pure1 token exchange failed", "for", who, "app_id", signer.AppID(), "error", err)
 		return nil, err
@@ -284,13 +298,27 @@ func readOutcome(resp *logical.Response, err error) string {
 // tells clients such as Vault Agent that trying again later may work.
 func exchangeErrorResponse(err error, cfg *config) (*logical.Response, error) {
 	switch {
+	case errors.Is(err, pure1.ErrHostNotAllowed):
+		// The registrar's allowlist, not Pure1, refused: nothing was sent.
+		return logical.ErrorResponse("config %q: %s", cfg.name, sentence(err)), nil
 	case errors.Is(err, pure1.ErrRejected):
-		return logical.ErrorResponse("Pure1 rejected the token exchange for app_id %q: %v. Check that app_id is the application whose "+
+		return logical.ErrorResponse("Pure1 rejected the token exchange for app_id %q: %s. Check that app_id is the application whose "+
 			"registered public key has fingerprint %s (vault read the config to compare), and that this node's clock is right",
-			cfg.signer.AppID(), err, cfg.key.Fingerprint()), nil
+			cfg.signer.AppID(), sentence(err), cfg.key.Fingerprint()), nil
 	case !errors.Is(err, pure1.ErrUnavailable) && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)):
 		// This reader stopped waiting; it says nothing about Pure1.
 		return nil, err
 	}
-	return nil, logical.CodedError(http.StatusBadGateway, fmt.Sprintf("Pure1 token exchange for app_id %q failed: %v", cfg.signer.AppID(), err))
+	return nil, logical.CodedError(http.StatusBadGateway, fmt.Sprintf("Pure1 token exchange for app_id %q failed: %s", cfg.signer.AppID(), sentence(err)))
+}
+
+// sentence is err's text ready to be followed by ". More": Pure1's
+// error_description usually ends with its own period ("JWT validation
+// failed."), which would otherwise double. An ellipsis (text cut short) stays.
+func sentence(err error) string {
+	s := strings.TrimRight(err.Error(), " ")
+	if strings.HasSuffix(s, ".") && !strings.HasSuffix(s, "..") {
+		s = strings.TrimSuffix(s, ".")
+	}
+	return s
 }

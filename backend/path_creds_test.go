@@ -65,10 +65,11 @@ func TestCredsAccessTokenFromEmulator(t *testing.T) {
 	if sub := accessTokenSub(t, tok); sub != id {
 		t.Errorf("token issued to %q, want %q", sub, id)
 	}
-	// Unset ttl: the lease is the token's remaining life (Pure1's 35999 s).
+	// Unset ttl: the lease is the token's remaining life (Pure1's 35999 s)
+	// less the safety margin.
 	life := emulator.DefaultTokenLifetime
-	if resp.Secret.TTL != life || resp.Secret.MaxTTL != life || resp.Secret.Renewable {
-		t.Errorf("lease %s/%s renewable=%v; want %s, not renewable", resp.Secret.TTL, resp.Secret.MaxTTL, resp.Secret.Renewable, life)
+	if lease := life - leaseSafetyMargin; resp.Secret.TTL != lease || resp.Secret.MaxTTL != lease || resp.Secret.Renewable {
+		t.Errorf("lease %s/%s renewable=%v; want %s, not renewable", resp.Secret.TTL, resp.Secret.MaxTTL, resp.Secret.Renewable, lease)
 	}
 	at := parseExpiresAt(t, resp)
 	if !at.Equal(e.clock.Now().Add(life)) {
@@ -104,13 +105,13 @@ func TestAccessTokenLeaseTTL(t *testing.T) {
 		role     map[string]interface{}
 		want     time.Duration
 	}{
-		{name: "unset ttl: token lifetime", want: life},
+		{name: "unset ttl: token lifetime", want: life - leaseSafetyMargin},
 		{name: "shorter ttl", role: map[string]interface{}{"ttl": "30m"}, want: 30 * time.Minute},
-		{name: "longer ttl: token lifetime", role: map[string]interface{}{"ttl": "5h"}, want: life},
+		{name: "longer ttl: token lifetime", role: map[string]interface{}{"ttl": "5h"}, want: life - leaseSafetyMargin},
 		{name: "max_ttl caps", role: map[string]interface{}{"max_ttl": "1h"}, want: time.Hour},
 		{name: "mount max caps", mountMax: 45 * time.Minute, want: 45 * time.Minute},
-		{name: "reuse: remaining minus margin", role: map[string]interface{}{"reuse_access_token": true}, want: life - 10*time.Minute},
-		{name: "reuse with custom margin", role: map[string]interface{}{"reuse_access_token": true, "reuse_margin": "25m"}, want: life - 25*time.Minute},
+		{name: "reuse: remaining minus margin", role: map[string]interface{}{"reuse_access_token": true}, want: life - 10*time.Minute - leaseSafetyMargin},
+		{name: "reuse with custom margin", role: map[string]interface{}{"reuse_access_token": true, "reuse_margin": "25m"}, want: life - 25*time.Minute - leaseSafetyMargin},
 		{name: "reuse with shorter ttl", role: map[string]interface{}{"reuse_access_token": true, "ttl": "15m"}, want: 15 * time.Minute},
 	}
 	for _, tc := range cases {
@@ -130,8 +131,8 @@ func TestAccessTokenLeaseTTL(t *testing.T) {
 			if !at.Equal(e.clock.Now().Add(life)) {
 				t.Errorf("expires_at %s, want the token's end %s", at, e.clock.Now().Add(life))
 			}
-			if e.clock.Now().Add(resp.Secret.TTL).After(at) {
-				t.Errorf("lease outlives the token")
+			if e.clock.Now().Add(resp.Secret.TTL).After(at.Add(-leaseSafetyMargin)) {
+				t.Errorf("lease ends less than %s before the token", leaseSafetyMargin)
 			}
 		})
 	}
@@ -156,7 +157,7 @@ func TestAccessTokenReuse(t *testing.T) {
 		if got := parseExpiresAt(t, resp); !got.Equal(expires) {
 			t.Fatalf("read %d: expires_at %s, want %s", i, got, expires)
 		}
-		if want := expires.Sub(e.clock.Now()) - 10*time.Minute; resp.Secret.TTL != want {
+		if want := expires.Sub(e.clock.Now()) - 10*time.Minute - leaseSafetyMargin; resp.Secret.TTL != want {
 			t.Fatalf("read %d: lease %s, want remaining life minus margin %s", i, resp.Secret.TTL, want)
 		}
 	}
@@ -173,7 +174,7 @@ func TestAccessTokenReuse(t *testing.T) {
 	if dataString(t, resp, "access_token") == tok {
 		t.Errorf("token handed out within margin+1m of its end")
 	}
-	if resp.Secret.TTL != life-10*time.Minute {
+	if resp.Secret.TTL != life-10*time.Minute-leaseSafetyMargin {
 		t.Errorf("lease of the renewed token %s", resp.Secret.TTL)
 	}
 	if n := te.emu.Stats().TokenRequests; n != 3 {
@@ -613,7 +614,7 @@ func (r *recordingExchanger) Exchange(_ context.Context, tokenURL, subjectJWT st
 func TestAccessTokenExchangeJWT(t *testing.T) {
 	clock := newClock(testEpoch.Add(250 * time.Millisecond))
 	ex := &recordingExchanger{expiresIn: time.Hour, clock: clock}
-	e := newTestEnv(t, envOptions{exchanger: ex, clock: clock})
+	e := newTestEnv(t, envOptions{exchanger: ex, clock: clock, hosts: allowExample(t)})
 	const url = "https://pure1.example.com/oauth2/1.0/token"
 	e.mustWrite("config/c", map[string]interface{}{"private_key": keyA().pkcs1, "app_id": appID1, "token_url": url})
 	e.mustWrite("roles/r", map[string]interface{}{"config": "c"})
@@ -633,7 +634,7 @@ func TestAccessTokenExchangeJWT(t *testing.T) {
 			t.Errorf("response has %q: %v", f, resp.Data)
 		}
 	}
-	if dataString(t, resp, "access_token") != "opaque-token" || resp.Secret.TTL != time.Hour-250*time.Millisecond {
+	if dataString(t, resp, "access_token") != "opaque-token" || resp.Secret.TTL != time.Hour-250*time.Millisecond-leaseSafetyMargin {
 		t.Errorf("response %v, lease %s", resp.Data, resp.Secret.TTL)
 	}
 }

@@ -108,13 +108,15 @@ func TestRoleWarnsWhenConfigHasNoAppID(t *testing.T) {
 
 // TestJWTLeaseTTL covers the lease rules of jwt roles: 1h by default, the
 // role's ttl when set, never more than max_ttl or the mount's max lease TTL;
-// the JWT lives exactly as long as the lease, and expires_at is its exp.
+// the JWT lives that long, the lease leaseSafetyMargin less, and expires_at
+// is the JWT's exp.
 func TestJWTLeaseTTL(t *testing.T) {
 	cases := []struct {
 		name        string
 		mountMax    time.Duration
 		ttl, maxTTL string // "" = unset
 		want        time.Duration
+		wantLease   time.Duration // 0: want - leaseSafetyMargin
 	}{
 		{name: "default 1h", want: time.Hour},
 		{name: "ttl honoured", ttl: "10m", want: 10 * time.Minute},
@@ -124,7 +126,9 @@ func TestJWTLeaseTTL(t *testing.T) {
 		{name: "default capped by the mount max", mountMax: 15 * time.Minute, want: 15 * time.Minute},
 		{name: "max_ttl below the mount max", mountMax: 2 * time.Hour, maxTTL: "90m", ttl: "", want: time.Hour},
 		{name: "ttl at the mount max", mountMax: 2 * time.Hour, ttl: "2h", want: 2 * time.Hour},
-		{name: "one second", ttl: "1", want: time.Second},
+		// Too short to leave a lease after the margin: the JWT is stretched
+		// so that the lease lasts 2 s and still ends first.
+		{name: "one second", ttl: "1", want: leaseSafetyMargin + 2*time.Second, wantLease: 2 * time.Second},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -141,8 +145,12 @@ func TestJWTLeaseTTL(t *testing.T) {
 
 			resp := e.creds("j")
 			s := resp.Secret
-			if s.TTL != tc.want || s.MaxTTL != tc.want || s.Renewable {
-				t.Errorf("lease ttl=%s max_ttl=%s renewable=%v; want %s, %s, false", s.TTL, s.MaxTTL, s.Renewable, tc.want, tc.want)
+			lease := tc.wantLease
+			if lease == 0 {
+				lease = tc.want - leaseSafetyMargin
+			}
+			if s.TTL != lease || s.MaxTTL != lease || s.Renewable {
+				t.Errorf("lease ttl=%s max_ttl=%s renewable=%v; want %s, %s, false", s.TTL, s.MaxTTL, s.Renewable, lease, lease)
 			}
 			c, err := checkJWT(dataString(t, resp, "jwt"), &keyA().priv.PublicKey)
 			if err != nil {
@@ -166,8 +174,8 @@ func TestJWTLeaseTTL(t *testing.T) {
 }
 
 // TestJWTLeaseNeverOutlivesTheJWT: with a clock inside a second, iat is the
-// second and exp whole seconds later, so the lease measured from now is a
-// little shorter than ttl, never longer.
+// second and exp whole seconds later, so the lease measured from now ends at
+// least leaseSafetyMargin before exp, and at most a second more.
 func TestJWTLeaseNeverOutlivesTheJWT(t *testing.T) {
 	clock := newClock(testEpoch.Add(700 * time.Millisecond))
 	e := newTestEnv(t, envOptions{clock: clock})
@@ -179,11 +187,11 @@ func TestJWTLeaseNeverOutlivesTheJWT(t *testing.T) {
 		t.Fatal(err)
 	}
 	end := clock.Now().Add(resp.Secret.TTL)
-	if end.After(time.Unix(c.Exp, 0)) {
-		t.Errorf("lease ends %s, after the JWT's exp %s", end, time.Unix(c.Exp, 0).UTC())
+	if end.After(time.Unix(c.Exp, 0).Add(-leaseSafetyMargin)) {
+		t.Errorf("lease ends %s, less than %s before the JWT's exp %s", end, leaseSafetyMargin, time.Unix(c.Exp, 0).UTC())
 	}
-	if resp.Secret.TTL > 5*time.Minute || resp.Secret.TTL < 5*time.Minute-time.Second {
-		t.Errorf("lease %s, want within a second under 5m", resp.Secret.TTL)
+	if want := 5*time.Minute - leaseSafetyMargin; resp.Secret.TTL > want || resp.Secret.TTL < want-time.Second {
+		t.Errorf("lease %s, want within a second under %s", resp.Secret.TTL, want)
 	}
 	if c.Iat != testEpoch.Unix() || c.Exp != testEpoch.Unix()+300 {
 		t.Errorf("iat %d exp %d, want %d and +300", c.Iat, c.Exp, testEpoch.Unix())

@@ -47,7 +47,7 @@ func (b *backend) startStaticRefresher(s logical.Storage) {
 	if r.done != nil {
 		return // already running
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(b.ctx) // ends with the mount, too
 	r.cancel, r.done = cancel, make(chan struct{})
 	go func(done chan struct{}) {
 		defer close(done)

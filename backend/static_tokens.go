@@ -281,9 +281,3 @@ func staticDue(t *staticToken, role *staticRoleEntry, cfg *config, now time.Time
 	}
 	return seen != identityHash(cfg)
 }
-
-// leaseSafetyMargin is taken off every credential's remaining life before it
-// is offered as a lease or a ttl: Vault starts a lease's clock after the
-// plugin read its own, so a lease of exactly the remaining life would end
-// after the credential.
-const leaseSafetyMargin = 2 * time.Second

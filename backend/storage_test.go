@@ -82,7 +82,7 @@ func TestStorageFailures(t *testing.T) {
 			if iss := e.jwtIss("j", keyA()); iss != appID1 {
 				t.Fatalf("iss %q after a failed rewrite, want %q", iss, appID1)
 			}
-			if ttl := e.creds("j").Secret.TTL; ttl != 10*time.Minute {
+			if ttl := e.creds("j").Secret.TTL; ttl != 10*time.Minute-leaseSafetyMargin {
 				t.Fatalf("lease %s after a failed role rewrite, want 10m", ttl)
 			}
 			if got := e.mustRead("config/c").Data["public_key_fingerprint"]; got != keyA().fingerprint {
@@ -96,7 +96,7 @@ func TestStorageFailures(t *testing.T) {
 		if iss := e.jwtIss("j", keyB()); iss != appID2 {
 			t.Errorf("iss %q after the rewrite, want %q", iss, appID2)
 		}
-		if ttl := e.creds("j").Secret.TTL; ttl != 20*time.Minute {
+		if ttl := e.creds("j").Secret.TTL; ttl != 20*time.Minute-leaseSafetyMargin {
 			t.Errorf("lease %s after the rewrite, want 20m", ttl)
 		}
 	})
@@ -214,7 +214,7 @@ func TestInvalidate(t *testing.T) {
 	// Another node rewrites the role.
 	e.putRaw("roles/j", roleEntry{Config: "c", CredentialType: credentialJWT, TTL: 3 * time.Minute, ReuseMargin: defaultReuseMargin})
 	e.b.InvalidateKey(e.ctx, "roles/j")
-	if ttl := e.creds("j").Secret.TTL; ttl != 3*time.Minute {
+	if ttl := e.creds("j").Secret.TTL; ttl != 3*time.Minute-leaseSafetyMargin {
 		t.Errorf("after invalidating roles/j: lease %s, want 3m", ttl)
 	}
 	if got := e.mustRead("roles/j").Data["ttl"]; got != int64(180) {

@@ -84,10 +84,12 @@ const maxFlight = 90 * time.Second
 // every reader that arrives while it runs. Unlike singleflight, the exchange
 // runs on its own context that is cancelled only when every waiter has given
 // up, so one impatient client cannot fail the others, and nobody waiting
-// means no retries continue in the background.
+// means no retries continue in the background. Every flight also ends with
+// base, the backend's context, which Clean cancels.
 type flightGroup struct {
-	mu sync.Mutex
-	m  map[string]*flight
+	base context.Context
+	mu   sync.Mutex
+	m    map[string]*flight
 	// joined, when set, is told of each reader that joins a flight in
 	// progress (for pure1_readers_shared_exchange_total).
 	joined func(key string)
@@ -101,13 +103,17 @@ type flight struct {
 	cancel  context.CancelFunc
 }
 
-func newFlightGroup() *flightGroup { return &flightGroup{m: make(map[string]*flight)} }
+func newFlightGroup(base context.Context) *flightGroup {
+	return &flightGroup{base: base, m: make(map[string]*flight)}
+}
 
 func (g *flightGroup) do(ctx context.Context, key string, fn func(context.Context) (*pure1.AccessToken, error)) (*pure1.AccessToken, error) {
 	g.mu.Lock()
 	f, ok := g.m[key]
 	if !ok {
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), maxFlight)
+		// Not the reader's context: the flight outlives any one reader. The
+		// backend's, so that an unmount or reload stops it.
+		fctx, cancel := context.WithTimeout(g.base, maxFlight)
 		f = &flight{done: make(chan struct{}), cancel: cancel}
 		g.m[key] = f
 		go func() {

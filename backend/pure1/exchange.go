@@ -3,6 +3,8 @@ package pure1
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -27,38 +29,6 @@ const (
 	SubjectTokenTypeJWT   = "urn:ietf:params:oauth:token-type:jwt"
 	IssuedTokenTypeAccess = "urn:ietf:params:oauth:token-type:access_token"
 )
-
-// ValidateTokenURL allows https anywhere and plain http only to this machine,
-// where a local emulator runs: the JWT posted there is a bearer credential.
-// field names the setting in the messages (token_url, --token-url).
-func ValidateTokenURL(field, raw string) error {
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" || u.Opaque != "" {
-		return fmt.Errorf("%s must be an absolute URL such as %s", field, DefaultTokenURL)
-	}
-	if u.User != nil {
-		return fmt.Errorf("%s must not contain a user name or password", field)
-	}
-	switch u.Scheme {
-	case "https":
-		return nil
-	case "http":
-		if isLoopbackHost(u.Hostname()) {
-			return nil
-		}
-		return fmt.Errorf("%s must use https: plain http is only allowed to localhost or another loopback address (127.0.0.1, ::1), for a local emulator, not %s",
-			field, u.Hostname())
-	}
-	return fmt.Errorf("%s must use https, not %q", field, u.Scheme)
-}
-
-func isLoopbackHost(h string) bool {
-	if strings.EqualFold(h, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(h)
-	return ip != nil && ip.IsLoopback()
-}
 
 // Exchanger trades a signed Pure1 JWT for an access token. It is all the
 // backend knows of Pure1's HTTP API, so tests can stand in for it.
@@ -113,7 +83,14 @@ func (e *APIError) Is(target error) bool {
 	return false
 }
 
+// transient says whether the same request may succeed later. 501 (the
+// endpoint does not implement the method) and 505 (the HTTP version) are
+// answers about the request itself, not about load: retrying cannot help.
 func (e *APIError) transient() bool {
+	switch e.StatusCode {
+	case http.StatusNotImplemented, http.StatusHTTPVersionNotSupported:
+		return false
+	}
 	return e.StatusCode == http.StatusTooManyRequests || e.StatusCode == http.StatusRequestTimeout || e.StatusCode >= 500
 }
 
@@ -143,15 +120,21 @@ type HTTPExchangerOptions struct {
 	AttemptTimeout time.Duration
 	Retry          RetryPolicy
 	Logger         hclog.Logger
-	// Client replaces the pooled client (for tests); its Timeout is kept.
+	// Client replaces the pooled client (for tests and the CLI); its Timeout
+	// is kept. The exchanger uses a copy that never follows a redirect.
 	Client *http.Client
 	Now    func() time.Time
+	// Hosts says which token URLs may receive a JWT; the zero value allows
+	// Pure1 and loopback only. Exchange checks it before every request, so
+	// a stored token_url whose host is no longer allowed gets nothing.
+	Hosts HostPolicy
 }
 
 // HTTPExchanger is the Exchanger that talks to Pure1 over HTTP. It is safe for
 // concurrent use and keeps connections alive between exchanges.
 type HTTPExchanger struct {
 	client *http.Client
+	hosts  HostPolicy
 	retry  RetryPolicy
 	logger hclog.Logger
 	now    func() time.Time
@@ -163,18 +146,24 @@ const maxResponseBytes = 1 << 20
 // NewHTTPExchanger builds an Exchanger on go-cleanhttp's pooled transport:
 // proxy from HTTP(S)_PROXY/NO_PROXY, dial/TLS/idle timeouts, keep-alive.
 func NewHTTPExchanger(opts HTTPExchangerOptions) *HTTPExchanger {
-	client := opts.Client
-	if client == nil {
+	var client *http.Client
+	if opts.Client != nil {
+		// A copy, so the caller's client keeps its own redirect rule.
+		c := *opts.Client
+		client = &c
+	} else {
 		client = cleanhttp.DefaultPooledClient()
 		t := opts.AttemptTimeout
 		if t <= 0 {
 			t = 15 * time.Second
 		}
 		client.Timeout = t
-		// A redirect would re-send the JWT, a bearer credential, to another
-		// address: answer with the 3xx instead, as a refusal to look into.
-		client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	}
+	// A redirect would re-send the JWT, a bearer credential, to another
+	// address (307/308 re-POST the body), past the host policy and maybe
+	// down to plain http: answer with the 3xx instead, as a refusal. This
+	// holds for every client, whoever built it.
+	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	retry := opts.Retry
 	if retry.MaxAttempts == 0 {
 		retry = DefaultRetryPolicy
@@ -187,14 +176,25 @@ func NewHTTPExchanger(opts HTTPExchangerOptions) *HTTPExchanger {
 	if now == nil {
 		now = time.Now
 	}
-	return &HTTPExchanger{client: client, retry: retry, logger: logger, now: now}
+	return &HTTPExchanger{client: client, hosts: opts.Hosts, retry: retry, logger: logger, now: now}
 }
+
+// CloseIdleConnections drops the kept-alive connections to the token
+// endpoint, so a mount that goes away leaves no sockets or reader goroutines
+// behind. Exchanges in flight end with their contexts.
+func (e *HTTPExchanger) CloseIdleConnections() { e.client.CloseIdleConnections() }
 
 // Exchange posts the JWT to tokenURL and returns Pure1's access token.
 // Transient failures are retried with capped, jittered exponential backoff;
 // Retry-After is honoured up to the policy's cap. 4xx answers other than 429
 // are returned at once.
 func (e *HTTPExchanger) Exchange(ctx context.Context, tokenURL, subjectJWT string) (*AccessToken, error) {
+	// Checked here as well as where token_url is written: the allowed hosts
+	// are read at plugin start, and a config stored before they changed
+	// must not get a JWT sent to a host that is no longer allowed.
+	if err := e.hosts.Check("token_url", tokenURL); err != nil {
+		return nil, fmt.Errorf("%w: no request was sent: %w", ErrRejected, err)
+	}
 	form := url.Values{
 		"grant_type":         {GrantTypeExchange},
 		"subject_token_type": {SubjectTokenTypeJWT},
@@ -219,6 +219,8 @@ func (e *HTTPExchanger) Exchange(ctx context.Context, tokenURL, subjectJWT strin
 		var apiErr *APIError
 		switch {
 		case ctx.Err() != nil, errors.Is(err, ErrBadResponse):
+			return nil, backoff.Permanent(err)
+		case errors.Is(err, errPermanentNet):
 			return nil, backoff.Permanent(err)
 		case errors.As(err, &apiErr) && !apiErr.transient():
 			return nil, backoff.Permanent(err)
@@ -287,9 +289,12 @@ func (e *HTTPExchanger) attempt(ctx context.Context, tokenURL, form string) (tok
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept", "application/json")
-	start := e.now()
+	sent := e.now()
 	resp, err = e.client.Do(req)
 	if err != nil {
+		if why := permanentNetError(err); why != "" {
+			return nil, fmt.Errorf("%w: POST %s: %v (%w: %s)", ErrUnavailable, safeURL(tokenURL), describeNetErr(err), errPermanentNet, why)
+		}
 		return nil, fmt.Errorf("POST %s: %v", safeURL(tokenURL), describeNetErr(err))
 	}
 	defer resp.Body.Close()
@@ -300,8 +305,11 @@ func (e *HTTPExchanger) attempt(ctx context.Context, tokenURL, form string) (tok
 	if len(body) > maxResponseBytes {
 		return nil, fmt.Errorf("%w: response larger than %d bytes", ErrBadResponse, maxResponseBytes)
 	}
-	e.logger.Trace("Pure1 token endpoint answered", "status", resp.StatusCode, "duration", e.now().Sub(start))
-	return ParseTokenResponse(resp.StatusCode, resp.Header, body, e.now())
+	received := e.now()
+	e.logger.Trace("Pure1 token endpoint answered", "status", resp.StatusCode, "duration", received.Sub(sent))
+	// expires_in counts from when Pure1 issued the token, which is after
+	// the request was sent: measuring from then can only err short.
+	return ParseTokenResponse(resp.StatusCode, resp.Header, body, sent, received)
 }
 
 // safeURL drops anything but scheme, host and path, in case someone put
@@ -320,6 +328,34 @@ func redactURLError(err error) error {
 		return ue.Err
 	}
 	return err
+}
+
+// errPermanentNet marks a network failure that no retry can mend.
+var errPermanentNet = errors.New("not retried")
+
+// permanentNetError says why err will fail again however often it is tried,
+// or "" when it may be transient: a certificate that does not verify, or a
+// host name that does not exist.
+func permanentNetError(err error) string {
+	var (
+		unknownCA   x509.UnknownAuthorityError
+		hostErr     x509.HostnameError
+		invalidErr  x509.CertificateInvalidError
+		verifyErr   *tls.CertificateVerificationError
+		dnsErr      *net.DNSError
+		certErrText = "the token endpoint's TLS certificate does not verify"
+	)
+	switch {
+	case errors.As(err, &unknownCA):
+		return certErrText + ": it is signed by an authority this host does not trust; check token_url, or add the CA to the system's trust store"
+	case errors.As(err, &hostErr):
+		return certErrText + ": it is not valid for the host in token_url; check token_url"
+	case errors.As(err, &invalidErr), errors.As(err, &verifyErr):
+		return certErrText + "; check token_url and this host's clock"
+	case errors.As(err, &dnsErr) && dnsErr.IsNotFound:
+		return "the host name in token_url does not exist (DNS: no such host); check token_url"
+	}
+	return ""
 }
 
 func describeNetErr(err error) string {

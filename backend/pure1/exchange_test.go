@@ -818,11 +818,15 @@ func TestNewHTTPExchangerDefaults(t *testing.T) {
 	if e.logger == nil || e.now == nil {
 		t.Error("logger or clock not defaulted")
 	}
-	// A caller's client is used as is, its Timeout included.
+	// A caller's client is copied, its Timeout kept, its redirect rule
+	// replaced on the copy only.
 	own := &http.Client{Timeout: time.Second}
 	e2 := NewHTTPExchanger(HTTPExchangerOptions{Client: own, AttemptTimeout: time.Hour})
-	if e2.client != own || own.Timeout != time.Second {
-		t.Errorf("caller's client replaced or changed: timeout %v", own.Timeout)
+	if e2.client == own || e2.client.Timeout != time.Second || own.Timeout != time.Second {
+		t.Errorf("caller's client used in place or its timeout changed: %v", e2.client.Timeout)
+	}
+	if own.CheckRedirect != nil || e2.client.CheckRedirect == nil || e.client.CheckRedirect == nil {
+		t.Error("the exchanger's clients must refuse redirects, on a copy of the caller's")
 	}
 	var _ Exchanger = e
 }

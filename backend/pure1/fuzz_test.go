@@ -18,7 +18,7 @@ import (
 
 // keySentinels: every ParsePrivateKey error wraps one of them.
 var keySentinels = []error{
-	ErrNotPEM, ErrPublicKey, ErrNotRSA, ErrKeyTooSmall, ErrKeyTooLarge,
+	ErrNotPEM, ErrPublicKey, ErrNotRSA, ErrKeyTooSmall, ErrKeyTooLarge, ErrWeakExponent,
 	ErrPasswordRequired, ErrWrongPassword, ErrUnsupportedKey,
 }
 
@@ -176,7 +176,7 @@ func FuzzParseTokenResponse(f *testing.F) {
 		h := http.Header{}
 		h.Set("Retry-After", retryAfter)
 		h.Set("X-RateLimit-Remaining", rateLimited)
-		tok, err := ParseTokenResponse(status, h, body, now)
+		tok, err := ParseTokenResponse(status, h, body, now, now)
 		if err == nil {
 			switch {
 			case status != http.StatusOK:

@@ -5,6 +5,7 @@
 package pure1
 
 import (
+	"context"
 	"crypto/aes"
 	"crypto/des"
 	"crypto/ecdh"
@@ -47,6 +48,7 @@ var (
 	ErrPasswordRequired = errors.New("the private key is encrypted: supply its password")
 	ErrWrongPassword    = errors.New("the password does not decrypt the private key: check the password")
 	ErrUnsupportedKey   = errors.New("unsupported private key format")
+	ErrWeakExponent     = errors.New("the RSA public exponent is below 65537")
 )
 
 // Key is a parsed Pure1 application key with the values derived from it
@@ -71,6 +73,11 @@ func NewKey(priv *rsa.PrivateKey, format string) (*Key, error) {
 	}
 	if bits > MaxKeyBits {
 		return nil, fmt.Errorf("%w (this one has %d)", ErrKeyTooLarge, bits)
+	}
+	// A small exponent (e=3, openssl genrsa -3) has a history of signature
+	// forgeries against lax verifiers; 65537 is what every tool writes today.
+	if priv.E < 65537 {
+		return nil, fmt.Errorf("%w (this one has %d): generate a new one with openssl genrsa -aes256 -out private.pem 2048, which uses 65537", ErrWeakExponent, priv.E)
 	}
 	if err := priv.Validate(); err != nil {
 		return nil, fmt.Errorf("the RSA private key is inconsistent: %w", err)
@@ -160,6 +167,31 @@ func ParsePrivateKey(pemData []byte, password []byte) (*Key, error) {
 	return nil, ErrNotPEM
 }
 
+// ParsePrivateKeyContext is ParsePrivateKey that gives up when ctx ends,
+// for callers that parse on behalf of a request. The parse itself cannot be
+// interrupted; it runs on, bounded by the KDF caps, and its result is
+// dropped.
+func ParsePrivateKeyContext(ctx context.Context, pemData, password []byte) (*Key, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	type result struct {
+		key *Key
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		k, err := ParsePrivateKey(pemData, password)
+		done <- result{k, err}
+	}()
+	select {
+	case r := <-done:
+		return r.key, r.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
 func parsePKCS1Block(block *pem.Block, password []byte) (*Key, error) {
 	der := block.Bytes
 	format := "PKCS#1"
@@ -231,9 +263,14 @@ var (
 )
 
 const (
-	// maxPBKDF2Iterations bounds the work a key file can ask for: ~seconds.
-	// OpenSSL writes 2048; the most cautious tools use under a million.
-	maxPBKDF2Iterations = 10_000_000
+	// maxPBKDF2Iterations bounds the work a key file can ask for, since a
+	// key is parsed while config writes wait: at the cap one parse took
+	// 0.2-0.45 s on a loaded 2-core machine (HMAC-SHA256 / HMAC-SHA1).
+	// OpenSSL writes 2048; 600,000 is OWASP's advice for PBKDF2-SHA256.
+	maxPBKDF2Iterations = 600_000
+	// maxScryptWork bounds N*r*p, scrypt's time: 2^18 is twice what
+	// openssl pkcs8 -scrypt writes (N=16384, r=8, p=1), about 0.4 s here.
+	maxScryptWork = 1 << 18
 	// maxScryptMemory is OpenSSL's own default limit for scrypt keys (32 MiB;
 	// openssl pkcs8 -scrypt uses 16 MiB), so any key openssl decrypts passes.
 	maxScryptMemory = 32 << 20
@@ -241,6 +278,9 @@ const (
 	// its memory. OpenSSL writes 1.
 	maxScryptParallel = 16
 )
+
+// reencryptCommand re-encrypts a key the way OpenSSL does by default.
+const reencryptCommand = "openssl pkcs8 -topk8 -v2 aes-256-cbc -iter 2048 -in private.pem -out private-2048.pem"
 
 // checkEncryptedPKCS8 vets an ENCRYPTED PRIVATE KEY before its decryption.
 // The decrypter panics on an IV or ciphertext of the wrong length, derives
@@ -302,8 +342,12 @@ func checkEncryptedPKCS8(der []byte) error {
 		if rest, err := asn1.Unmarshal(params.KDF.Parameters.FullBytes, &p); err != nil || len(rest) != 0 {
 			return corrupt
 		}
-		if p.Iterations < 1 || p.Iterations > maxPBKDF2Iterations {
-			return unsupported(fmt.Sprintf("%d PBKDF2 iterations (at most %d are accepted)", p.Iterations, maxPBKDF2Iterations))
+		if p.Iterations < 1 {
+			return corrupt
+		}
+		if p.Iterations > maxPBKDF2Iterations {
+			return fmt.Errorf("%w: the key's encryption asks for %d PBKDF2 iterations, more than the %d accepted (every parse pays for each one); re-encrypt it with fewer: %s",
+				ErrUnsupportedKey, p.Iterations, maxPBKDF2Iterations, reencryptCommand)
 		}
 		if p.KeyLength != 0 && p.KeyLength != keySize {
 			return corrupt
@@ -332,6 +376,11 @@ func checkEncryptedPKCS8(der []byte) error {
 		lim := maxScryptMemory / 128
 		if p.R > lim || p.N > lim/p.R || p.P > maxScryptParallel || p.N+p.P > lim/p.R {
 			return unsupported(fmt.Sprintf("scrypt parameters beyond %d MiB of memory or parallelization %d", maxScryptMemory>>20, maxScryptParallel))
+		}
+		// N*r fits (checked above); p is at most maxScryptParallel.
+		if p.N*p.R*p.P > maxScryptWork {
+			return fmt.Errorf("%w: the key's scrypt parameters (N=%d, r=%d, p=%d) ask for more work than the %d (N*r*p) accepted; re-encrypt it: %s",
+				ErrUnsupportedKey, p.N, p.R, p.P, maxScryptWork, reencryptCommand)
 		}
 	default:
 		return unsupported("a key derivation other than PBKDF2 or scrypt")

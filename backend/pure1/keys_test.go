@@ -3,6 +3,7 @@ package pure1
 import (
 	"bufio"
 	"bytes"
+	"crypto"
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
@@ -20,6 +21,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/youmark/pkcs8"
 )
 
 // testPassword encrypts every encrypted fixture (see testdata/gen.sh).
@@ -198,6 +201,7 @@ func TestParsePrivateKey(t *testing.T) {
 		skip     string // non-empty: why the case cannot run here
 
 		wantErr error  // sentinel the error must wrap
+		wantIn  string // and text it must contain (the fix)
 		format  string // Key.Format on success
 		bits    int
 		fpOf    string // fixture whose openssl fingerprint the key must have
@@ -292,6 +296,23 @@ func TestParsePrivateKey(t *testing.T) {
 		{name: "encrypted PKCS#8 2^31-1 PBKDF2 iterations", password: testPassword, wantErr: ErrUnsupportedKey, data: func(t testing.TB) []byte {
 			return forgeEncryptedPKCS8(t, "rsa2048-enc-pkcs8.pem", func(_ *fxEncryptedKeyInfo, params *fxPBES2Params) {
 				editPBKDF2(t, params, func(p *fxPBKDF2Params) { p.Iterations = 1<<31 - 1 })
+			})
+		}},
+		// Bounded work: a parse at the cap stays well under a second here.
+		{name: "encrypted PKCS#8 at the PBKDF2 cap", password: testPassword, format: "encrypted PKCS#8", bits: 2048, fpOf: "rsa2048-pkcs8.pem", data: func(t testing.TB) []byte {
+			return encryptFixture(t, "rsa2048-pkcs8.pem", pkcs8.PBKDF2Opts{SaltSize: 16, IterationCount: maxPBKDF2Iterations, HMACHash: crypto.SHA1})
+		}},
+		{name: "encrypted PKCS#8 one PBKDF2 iteration over the cap", password: testPassword, wantErr: ErrUnsupportedKey, wantIn: "openssl pkcs8 -topk8 -v2 aes-256-cbc -iter 2048", data: func(t testing.TB) []byte {
+			return encryptFixture(t, "rsa2048-pkcs8.pem", pkcs8.PBKDF2Opts{SaltSize: 16, IterationCount: maxPBKDF2Iterations + 1, HMACHash: crypto.SHA256})
+		}},
+		{name: "encrypted PKCS#8 10,000,000 PBKDF2 iterations", password: testPassword, wantErr: ErrUnsupportedKey, wantIn: "10000000 PBKDF2 iterations", data: func(t testing.TB) []byte {
+			return forgeEncryptedPKCS8(t, "rsa2048-enc-pkcs8.pem", func(_ *fxEncryptedKeyInfo, params *fxPBES2Params) {
+				editPBKDF2(t, params, func(p *fxPBKDF2Params) { p.Iterations = 10_000_000 })
+			})
+		}},
+		{name: "scrypt p=16 (16 times openssl's work)", password: testPassword, wantErr: ErrUnsupportedKey, wantIn: "openssl pkcs8 -topk8", skip: missing(scryptErr, "scrypt"), data: func(t testing.TB) []byte {
+			return forgeEncryptedPKCS8(t, "rsa2048-enc-pkcs8-scrypt.pem", func(_ *fxEncryptedKeyInfo, params *fxPBES2Params) {
+				editScrypt(t, params, func(p *fxScryptParams) { p.P = 16 })
 			})
 		}},
 		{name: "encrypted PKCS#8 zero PBKDF2 iterations", password: testPassword, wantErr: ErrUnsupportedKey, data: func(t testing.TB) []byte {
@@ -397,6 +418,9 @@ func TestParsePrivateKey(t *testing.T) {
 
 		// Sizes.
 		{name: "RSA 1024", file: "rsa1024-pkcs1.pem", wantErr: ErrKeyTooSmall},
+
+		// A public exponent of 3 (openssl genrsa -3).
+		{name: "RSA e=3", file: "rsa2048-e3-pkcs8.pem", wantErr: ErrWeakExponent},
 		{name: "RSA 8200", file: "rsa8200-pkcs8.pem", wantErr: ErrKeyTooLarge},
 
 		// Not RSA.
@@ -450,6 +474,9 @@ func TestParsePrivateKey(t *testing.T) {
 				if !errors.Is(err, c.wantErr) {
 					t.Fatalf("error %q, want errors.Is %q", err, c.wantErr)
 				}
+				if !strings.Contains(err.Error(), c.wantIn) {
+					t.Errorf("error %q does not contain %q", err, c.wantIn)
+				}
 				assertNoSecretsInError(t, err, input, c.password)
 				assertNoSecretsInError(t, err, input, testPassword)
 				return
@@ -474,6 +501,22 @@ func TestParsePrivateKey(t *testing.T) {
 			assertPublicKeyPEM(t, key)
 		})
 	}
+}
+
+// encryptFixture re-encrypts a plain PKCS#8 fixture with the given PBKDF2
+// parameters and testPassword, AES-256-CBC, as openssl pkcs8 -topk8 -v2
+// aes-256-cbc -iter N would.
+func encryptFixture(t testing.TB, file string, kdf pkcs8.PBKDF2Opts) []byte {
+	t.Helper()
+	k, err := x509.ParsePKCS8PrivateKey(pemDER(t, file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := pkcs8.MarshalPrivateKey(k, []byte(testPassword), &pkcs8.Opts{Cipher: pkcs8.AES256CBC, KDFOpts: kdf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rePEM("ENCRYPTED PRIVATE KEY", der)
 }
 
 // fxMarshalPKCS1Raw encodes k as PKCS#1 without the consistency checks

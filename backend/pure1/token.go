@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"regexp"
 	"strings"
 	"time"
 )
@@ -32,21 +33,34 @@ type tokenResponse struct {
 	ErrorDescription string   `json:"error_description"`
 }
 
-// ParseTokenResponse interprets one answer of the token endpoint received at
-// now. A non-200 status is an *APIError; a 200 that is not a usable token is
-// ErrBadResponse.
-func ParseTokenResponse(status int, header http.Header, body []byte, now time.Time) (*AccessToken, error) {
+// ParseTokenResponse interprets one answer of the token endpoint to a request
+// sent at sent and answered at received. A token without its own exp expires
+// expires_in after sent: Pure1 issued it no earlier, so a lease measured from
+// there never outlives it, however slow the answer was. Retry-After dates
+// count from received. A non-200 status is an *APIError; a 200 that is not a
+// usable token is ErrBadResponse.
+func ParseTokenResponse(status int, header http.Header, body []byte, sent, received time.Time) (*AccessToken, error) {
 	if status != http.StatusOK {
-		apiErr := &APIError{StatusCode: status, RetryAfter: parseRetryAfter(header.Get("Retry-After"), now)}
+		apiErr := &APIError{StatusCode: status, RetryAfter: parseRetryAfter(header.Get("Retry-After"), received)}
 		var r tokenResponse
+		// Quoted text ends up in errors, creds responses and logs: a token
+		// endpoint that echoes the JWT (or mints a token into its error)
+		// must not turn those into a place to read credentials from.
 		if json.Unmarshal(body, &r) == nil && (r.Error != "" || r.ErrorDescription != "") {
-			apiErr.Code = trimForMessage([]byte(r.Error))
-			apiErr.Description = trimForMessage([]byte(r.ErrorDescription))
+			apiErr.Code = trimForMessage(redactTokens([]byte(r.Error)))
+			apiErr.Description = trimForMessage(redactTokens([]byte(r.ErrorDescription)))
 		} else if status != http.StatusTooManyRequests && status < 500 {
-			apiErr.Description = trimForMessage(body)
+			apiErr.Description = trimForMessage(redactTokens(body))
 		}
 		if status == http.StatusTooManyRequests && apiErr.Description == "" {
 			apiErr.Description = "rate limit exceeded" + rateLimitDetail(header)
+		}
+		switch {
+		case apiErr.Description != "":
+		case status == http.StatusNotImplemented:
+			apiErr.Description = "the endpoint does not implement this request (not retried): check that token_url is Pure1's token endpoint"
+		case status == http.StatusHTTPVersionNotSupported:
+			apiErr.Description = "the endpoint does not support this HTTP version (not retried): check token_url and any proxy in between"
 		}
 		return nil, apiErr
 	}
@@ -74,7 +88,7 @@ func ParseTokenResponse(status int, header http.Header, body []byte, now time.Ti
 		TokenType:       "Bearer",
 		IssuedTokenType: r.IssuedTokenType,
 		ExpiresIn:       life,
-		ExpiresAt:       now.Add(life).Truncate(time.Second).UTC(),
+		ExpiresAt:       sent.Add(life).Truncate(time.Second).UTC(),
 	}
 	claims := DecodeAccessTokenClaims(r.AccessToken)
 	tok.Org, tok.MaxRole = claims.Org, claims.MaxRole
@@ -83,6 +97,15 @@ func ParseTokenResponse(status int, header http.Header, body []byte, now time.Ti
 		tok.ExpiresAt = claims.Expiry.UTC()
 	}
 	return tok, nil
+}
+
+// jwtLike matches a JWS compact serialisation: three base64url parts, the
+// first two long enough to be a header and claims.
+var jwtLike = regexp.MustCompile(`[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]*`)
+
+// redactTokens blanks out anything shaped like a JWT.
+func redactTokens(b []byte) []byte {
+	return jwtLike.ReplaceAll(b, []byte("[token redacted]"))
 }
 
 func rateLimitDetail(h http.Header) string {

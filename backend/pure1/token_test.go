@@ -3,6 +3,7 @@ package pure1
 import (
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net/http"
 	"strings"
@@ -158,7 +159,7 @@ func TestParseTokenResponse(t *testing.T) {
 			if h == nil {
 				h = http.Header{}
 			}
-			tok, err := ParseTokenResponse(c.status, h, []byte(c.body), now)
+			tok, err := ParseTokenResponse(c.status, h, []byte(c.body), now, now)
 			if c.want != nil {
 				if err != nil {
 					t.Fatalf("ParseTokenResponse: %v", err)
@@ -193,9 +194,43 @@ func TestParseTokenResponse(t *testing.T) {
 	}
 }
 
+// expires_in counts from when the request was sent: Pure1 issued the token
+// after that, so a slow answer cannot make the token look longer-lived than
+// it is. The token's own exp, when earlier, still wins.
+func TestParseTokenResponseMeasuresFromSend(t *testing.T) {
+	t.Parallel()
+	sent := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
+	received := sent.Add(40 * time.Second) // a slow proxy, retries inside Pure1
+	for _, c := range []struct {
+		name   string
+		claims jwt.MapClaims // nil: an opaque token, no exp
+		want   time.Time
+	}{
+		{"opaque token", nil, sent.Add(36000 * time.Second)},
+		{"no exp claim", jwt.MapClaims{"org": "1"}, sent.Add(36000 * time.Second)},
+		{"exp before sent+expires_in", jwt.MapClaims{"exp": sent.Unix() + 600}, sent.Add(600 * time.Second)},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			access := "opaque-access-token"
+			if c.claims != nil {
+				access = makeAccessToken(t, c.claims)
+			}
+			body := fmt.Sprintf(`{"access_token":%q,"token_type":"Bearer","expires_in":36000}`, access)
+			tok, err := ParseTokenResponse(200, http.Header{}, []byte(body), sent, received)
+			if err != nil {
+				t.Fatalf("ParseTokenResponse: %v", err)
+			}
+			if !tok.ExpiresAt.Equal(c.want) {
+				t.Errorf("ExpiresAt %s, want %s (sent %s, received %s)", tok.ExpiresAt, c.want, sent, received)
+			}
+		})
+	}
+}
+
 func TestParseTokenResponseNilHeader(t *testing.T) {
 	t.Parallel()
-	if _, err := ParseTokenResponse(429, nil, nil, time.Now()); !errors.Is(err, ErrUnavailable) {
+	if _, err := ParseTokenResponse(429, nil, nil, time.Now(), time.Now()); !errors.Is(err, ErrUnavailable) {
 		t.Errorf("nil header: %v", err)
 	}
 }
@@ -207,7 +242,9 @@ func TestAPIErrorClassification(t *testing.T) {
 		transient bool
 	}{
 		{301, false}, {400, false}, {401, false}, {403, false}, {404, false}, {405, false}, {409, false}, {422, false},
-		{408, true}, {429, true}, {500, true}, {501, true}, {502, true}, {503, true}, {504, true}, {599, true},
+		{408, true}, {429, true}, {500, true}, {502, true}, {503, true}, {504, true}, {599, true},
+		// About the request, not the load: a retry gets the same answer.
+		{501, false}, {505, false},
 	} {
 		e := &APIError{StatusCode: c.status}
 		if errors.Is(e, ErrUnavailable) != c.transient || errors.Is(e, ErrRejected) == c.transient {

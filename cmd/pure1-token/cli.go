@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"math"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"runtime"
@@ -75,9 +76,12 @@ Flags:
                             second); with --exchange, 5m
       --exchange            trade the JWT for a Pure1 access token and print
                             that instead
-      --token-url URL       token endpoint for --exchange (https, or http to
-                            localhost only). Default
-                            https://api.pure1.purestorage.com/oauth2/1.0/token
+      --token-url URL       token endpoint for --exchange: Pure1's (default
+                            https://api.pure1.purestorage.com/oauth2/1.0/token)
+                            or a loopback address (http allowed there); any
+                            other https host only when listed in
+                            $PURE1_ALLOWED_TOKEN_HOSTS (host[:port],...).
+                            Redirects are never followed
       --json                print every field as one JSON object
       --generate-key FILE   write a new RSA key pair to FILE (mode 0600; never
                             overwritten), encrypted PKCS#8 when a password is
@@ -150,6 +154,9 @@ type options struct {
 	generateKey string
 	keyBits     int
 	version     bool
+	// hosts are where --exchange may send the JWT: Pure1, loopback, and
+	// $PURE1_ALLOWED_TOKEN_HOSTS.
+	hosts pure1.HostPolicy
 }
 
 // usageError is a mistake on the command line: exit status 2.
@@ -189,6 +196,12 @@ func (c *cli) scrub(msg string) string {
 		}
 	}
 	return strings.Join(strings.Fields(msg), " ")
+}
+
+// env is the value of an environment variable, "" when unset.
+func (c *cli) env(name string) string {
+	v, _ := c.lookupEnv(name)
+	return v
 }
 
 func (c *cli) main(args []string) error {
@@ -316,9 +329,22 @@ func (c *cli) parseArgs(args []string) (*options, error) {
 		return nil, usagef("%v", err)
 	}
 	if o.exchange {
-		if err := pure1.ValidateTokenURL("--token-url", o.tokenURL); err != nil {
+		hosts, err := pure1.NewHostPolicy(c.env(pure1.AllowedHostsEnv))
+		if err != nil {
 			return nil, usagef("%v", err)
 		}
+		if err := hosts.Check("--token-url", o.tokenURL); err != nil {
+			if errors.Is(err, pure1.ErrHostNotAllowed) {
+				// The JWT is the user's own, but a copied command line
+				// must not mail it to a stranger: another host takes a
+				// second, deliberate step.
+				u, _ := url.Parse(o.tokenURL)
+				return nil, usagef("--token-url names %s, which is neither Pure1 (%s) nor a loopback address: to send your JWT there, allow it with %s=%s",
+					u.Host, pure1.Pure1Host, pure1.AllowedHostsEnv, u.Host)
+			}
+			return nil, usagef("%v", err)
+		}
+		o.hosts = hosts
 	}
 	if !o.expireSet {
 		o.expire = defaultJWTLifetime
@@ -595,7 +621,9 @@ func (c *cli) exchange(o *options) error {
 	defer stop()
 	ctx, cancel := context.WithTimeout(ctx, exchangeTimeout)
 	defer cancel()
-	ex := pure1.NewHTTPExchanger(pure1.HTTPExchangerOptions{Client: client, Now: c.now})
+	// The exchanger refuses redirects on its copy of this client: a 307 must
+	// not re-post the JWT to another address.
+	ex := pure1.NewHTTPExchanger(pure1.HTTPExchangerOptions{Client: client, Now: c.now, Hosts: o.hosts})
 	tok, err := ex.Exchange(ctx, o.tokenURL, jwt)
 	if err != nil {
 		var apiErr *pure1.APIError

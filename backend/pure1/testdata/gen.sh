@@ -30,6 +30,7 @@ rm -f ./*.pem ./*.key fingerprints.txt
 "$OPENSSL" genrsa -out rsa3072-pkcs8.pem 3072
 "$OPENSSL" genrsa -traditional -out rsa4096-pkcs1.pem 4096
 "$OPENSSL" genrsa -traditional -out rsa1024-pkcs1.pem 1024                                  # too small
+"$OPENSSL" genrsa -3 -out rsa2048-e3-pkcs8.pem 2048                                        # public exponent 3: refused
 # One modulus above MaxKeyBits (8192), to be rejected.
 "$OPENSSL" genrsa -out rsa8200-pkcs8.pem 8200
 
