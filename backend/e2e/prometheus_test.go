@@ -205,6 +205,29 @@ func TestPrometheus(t *testing.T) {
 		prom.waitFor(t, q, want)
 	}
 
+	// A static role: its first token, a refresh on demand, a read; then a
+	// refresh that Pure1 refuses (the application is gone) while the current
+	// token is still served.
+	v.MustCLI(t, "write", Mount+"/static-roles/fleet", "config=main", "rotation_period=1h")
+	staticTok := strings.TrimSpace(v.MustCLI(t, "read", "-field=access_token", Mount+"/static-creds/fleet"))
+	tokens = append(tokens, staticTok)
+	v.MustCLI(t, "write", "-f", Mount+"/static-roles/fleet/refresh")
+	tokens = append(tokens, strings.TrimSpace(v.MustCLI(t, "read", "-field=access_token", Mount+"/static-creds/fleet")))
+	for q, want := range map[string]float64{
+		`pure1_static_refreshes_total{role="fleet",config="main",outcome="ok"}`:                                                      2,
+		`pure1_static_rotation_period_seconds{role="fleet"}`:                                                                         3600,
+		`pure1_static_token_expiry_seconds{role="fleet"} > 35000`:                                                                    -1,
+		`time() - pure1_static_last_refresh_timestamp_seconds{role="fleet"} < 120`:                                                   -1,
+		`pure1_credentials_issued_total{path="static-creds",role="fleet",config="main",credential_type="access_token",outcome="ok"}`: 2,
+	} {
+		prom.waitFor(t, q, want)
+	}
+	e.Unregister(t, jstr(t, v.MustCLIJSON(t, "read", "-format=json", Mount+"/config/main"), "data", "app_id"))
+	if _, err := v.CLI(t, "write", "-f", Mount+"/static-roles/fleet/refresh"); err == nil {
+		t.Errorf("a refresh with the application gone succeeded")
+	}
+	prom.waitFor(t, `pure1_static_refreshes_total{role="fleet",config="main",outcome="rejected"}`, 1)
+
 	// What Prometheus scraped, fetched the same way: the text format through
 	// Vault's raw response, parseable, and free of the credentials issued.
 	req, err := http.NewRequest(http.MethodGet, v.Addr+"/v1/"+Mount+"/metrics?format=prometheus", nil)
@@ -230,8 +253,8 @@ func TestPrometheus(t *testing.T) {
 			t.Errorf("the metrics contain %.24q...", s)
 		}
 	}
-	if len(tokens) != 8 {
-		t.Errorf("%d credentials collected, want 8", len(tokens))
+	if len(tokens) != 10 {
+		t.Errorf("%d credentials collected, want 10", len(tokens))
 	}
 }
 
