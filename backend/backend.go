@@ -204,7 +204,6 @@ func (b *backend) invalidate(_ context.Context, key string) {
 	}
 }
 
-
 func (b *backend) dropConfig(name string) {
 	b.cacheLock.Lock()
 	delete(b.configs, name)
@@ -255,6 +254,35 @@ func cachedLoad[T any](b *backend, m map[string]*T, name string, load func() (*T
 	}
 	b.cacheLock.Unlock()
 	return v, nil
+}
+
+// readEntry decodes the JSON entry at key; nil when there is none. what
+// names the entry in errors, such as `role "x"`.
+func readEntry[T any](ctx context.Context, s logical.Storage, key, what string) (*T, error) {
+	raw, err := s.Get(ctx, key)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", what, err)
+	}
+	if raw == nil {
+		return nil, nil
+	}
+	var v T
+	if err := raw.DecodeJSON(&v); err != nil {
+		return nil, fmt.Errorf("decoding %s: %w", what, err)
+	}
+	return &v, nil
+}
+
+// putEntry stores v as JSON at key; what names the entry in errors.
+func putEntry(ctx context.Context, s logical.Storage, key, what string, v any) error {
+	ent, err := logical.StorageEntryJSON(key, v)
+	if err != nil {
+		return fmt.Errorf("encoding %s: %w", what, err)
+	}
+	if err := s.Put(ctx, ent); err != nil {
+		return fmt.Errorf("storing %s: %w", what, err)
+	}
+	return nil
 }
 
 // rejectUnknownFields turns a typo such as privat_key into an error instead of

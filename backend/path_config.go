@@ -320,18 +320,7 @@ func (c *config) keyAgeWarning(now time.Time, mount string) string {
 }
 
 func readConfigEntry(ctx context.Context, s logical.Storage, name string) (*configEntry, error) {
-	raw, err := s.Get(ctx, configStoragePrefix+name)
-	if err != nil {
-		return nil, fmt.Errorf("reading config %q: %w", name, err)
-	}
-	if raw == nil {
-		return nil, nil
-	}
-	var e configEntry
-	if err := raw.DecodeJSON(&e); err != nil {
-		return nil, fmt.Errorf("decoding config %q: %w", name, err)
-	}
-	return &e, nil
+	return readEntry[configEntry](ctx, s, configStoragePrefix+name, fmt.Sprintf("config %q", name))
 }
 
 // getConfig returns the config, parsed, from the cache or storage; nil if
@@ -540,14 +529,7 @@ func newKeyRefusal(mount, name, appID string, roles []string) string {
 }
 
 func storeConfigEntry(ctx context.Context, s logical.Storage, name string, e *configEntry) error {
-	je, err := logical.StorageEntryJSON(configStoragePrefix+name, e)
-	if err != nil {
-		return fmt.Errorf("encoding config %q: %w", name, err)
-	}
-	if err := s.Put(ctx, je); err != nil {
-		return fmt.Errorf("storing config %q: %w", name, err)
-	}
-	return nil
+	return putEntry(ctx, s, configStoragePrefix+name, fmt.Sprintf("config %q", name), e)
 }
 
 // storedKeyFingerprint is the fingerprint of e's active key, from the cache

@@ -183,18 +183,7 @@ func (r *roleEntry) responseData() map[string]interface{} {
 }
 
 func readRoleEntry(ctx context.Context, s logical.Storage, name string) (*roleEntry, error) {
-	raw, err := s.Get(ctx, roleStoragePrefix+name)
-	if err != nil {
-		return nil, fmt.Errorf("reading role %q: %w", name, err)
-	}
-	if raw == nil {
-		return nil, nil
-	}
-	var r roleEntry
-	if err := raw.DecodeJSON(&r); err != nil {
-		return nil, fmt.Errorf("decoding role %q: %w", name, err)
-	}
-	return &r, nil
+	return readEntry[roleEntry](ctx, s, roleStoragePrefix+name, fmt.Sprintf("role %q", name))
 }
 
 // getRole returns the role from the cache or storage; nil if there is none.
@@ -281,12 +270,8 @@ func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 			r.Config, req.MountPoint, r.Config), nil
 	}
 
-	je, err := logical.StorageEntryJSON(roleStoragePrefix+name, r)
-	if err != nil {
-		return nil, fmt.Errorf("encoding role %q: %w", name, err)
-	}
-	if err := req.Storage.Put(ctx, je); err != nil {
-		return nil, fmt.Errorf("storing role %q: %w", name, err)
+	if err := putEntry(ctx, req.Storage, roleStoragePrefix+name, fmt.Sprintf("role %q", name), r); err != nil {
+		return nil, err
 	}
 	b.dropRole(name)
 

@@ -177,18 +177,7 @@ type staticRoleEntry struct {
 }
 
 func readStaticRoleEntry(ctx context.Context, s logical.Storage, name string) (*staticRoleEntry, error) {
-	raw, err := s.Get(ctx, staticRoleStoragePrefix+name)
-	if err != nil {
-		return nil, fmt.Errorf("reading static role %q: %w", name, err)
-	}
-	if raw == nil {
-		return nil, nil
-	}
-	var r staticRoleEntry
-	if err := raw.DecodeJSON(&r); err != nil {
-		return nil, fmt.Errorf("decoding static role %q: %w", name, err)
-	}
-	return &r, nil
+	return readEntry[staticRoleEntry](ctx, s, staticRoleStoragePrefix+name, fmt.Sprintf("static role %q", name))
 }
 
 func (b *backend) getStaticRole(ctx context.Context, s logical.Storage, name string) (*staticRoleEntry, error) {
@@ -305,12 +294,8 @@ func (b *backend) pathStaticRoleWrite(ctx context.Context, req *logical.Request,
 			return nil, fmt.Errorf("deleting the token of static role %q: %w", name, err)
 		}
 	}
-	je, err := logical.StorageEntryJSON(staticRoleStoragePrefix+name, r)
-	if err != nil {
-		return nil, fmt.Errorf("encoding static role %q: %w", name, err)
-	}
-	if err := req.Storage.Put(ctx, je); err != nil {
-		return nil, fmt.Errorf("storing static role %q: %w", name, err)
+	if err := putEntry(ctx, req.Storage, staticRoleStoragePrefix+name, fmt.Sprintf("static role %q", name), r); err != nil {
+		return nil, err
 	}
 	b.dropStatic(name)
 	// A new role gets its first token now rather than at the first read; a

@@ -73,18 +73,7 @@ func identityHash(c *config) string {
 }
 
 func readStaticToken(ctx context.Context, s logical.Storage, name string) (*staticToken, error) {
-	raw, err := s.Get(ctx, staticTokenStoragePrefix+name)
-	if err != nil {
-		return nil, fmt.Errorf("reading the token of static role %q: %w", name, err)
-	}
-	if raw == nil {
-		return nil, nil
-	}
-	var t staticToken
-	if err := raw.DecodeJSON(&t); err != nil {
-		return nil, fmt.Errorf("decoding the token of static role %q: %w", name, err)
-	}
-	return &t, nil
+	return readEntry[staticToken](ctx, s, staticTokenStoragePrefix+name, fmt.Sprintf("the token of static role %q", name))
 }
 
 // getStaticToken returns the stored token of a static role from the cache or
@@ -224,12 +213,8 @@ func (b *backend) storeStaticResult(ctx context.Context, s logical.Storage, name
 		}
 		t.NextRefresh = now.Add(wait)
 	}
-	ent, err := logical.StorageEntryJSON(staticTokenStoragePrefix+name, t)
-	if err != nil {
-		return nil, fmt.Errorf("encoding the token of static role %q: %w", name, err)
-	}
-	if err := s.Put(ctx, ent); err != nil {
-		return nil, fmt.Errorf("storing the token of static role %q: %w", name, err)
+	if err := putEntry(ctx, s, staticTokenStoragePrefix+name, fmt.Sprintf("the token of static role %q", name), t); err != nil {
+		return nil, err
 	}
 	b.cacheLock.Lock()
 	b.staticTokens[name] = &t

@@ -704,9 +704,9 @@ func TestLoadE2E(t *testing.T) {
 	ttlSecs := map[int64]bool{600: true, 1800: true, 3600: true}
 
 	var (
-		errCount  atomic.Int64
-		errMu     sync.Mutex
-		errs      []string
+		errCount atomic.Int64
+		errMu    sync.Mutex
+		errs     []string
 	)
 	fail := func(format string, a ...any) {
 		if errCount.Add(1) <= 15 {
