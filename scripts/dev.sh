@@ -212,6 +212,7 @@ $(step "Ready. To try more, in another shell:")
          \$PURE1_EMULATOR_ADDR/api/1.latest/arrays
     pure1-emulator fault -kind status -status 503 -count 2    # make Pure1 misbehave
     pure1-emulator stats
+    vault read pure1/metrics                                     # what the engine did: the Prometheus series as JSON
     (cd .dev/agent && vault agent -config=agent.hcl)           # Vault Agent renders .dev/agent/pure1-access-token
 
     # Pure's Python SDK with Vault's JWT (once, as root: scripts/install-sdk-deps.sh)
