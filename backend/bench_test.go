@@ -84,3 +84,28 @@ func BenchmarkCredsAccessTokenReuse(b *testing.B) {
 		b.Fatalf("%d exchanges, want 1", n)
 	}
 }
+
+// BenchmarkStaticCredsRead: a read of static-creds through HandleRequest, the
+// token stored already: what the plugin adds to Vault's own request cost.
+func BenchmarkStaticCredsRead(b *testing.B) {
+	e, _, _ := staticEnvB(b)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		resp, err := e.b.HandleRequest(e.ctx, &logical.Request{
+			Operation: logical.ReadOperation, Path: "static-creds/fleet", Storage: e.storage, MountPoint: "pure1/",
+		})
+		if err != nil || resp == nil || resp.IsError() {
+			b.Fatalf("read static-creds/fleet: %v %v", resp, err)
+		}
+	}
+}
+
+func staticEnvB(b *testing.B) (*testEnv, *testEmulator, string) {
+	b.Helper()
+	e, te := newEmulatorEnv(b, 10*time.Hour, envOptions{})
+	app := e.emulatorConfig(te, "prod", keyA())
+	e.mustWrite("static-roles/fleet", map[string]interface{}{"config": "prod"})
+	e.mustRead("static-creds/fleet")
+	return e, te, app
+}

@@ -24,7 +24,7 @@ out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
 
 echo "==> 1-2. Backend benchmarks (go test -bench, benchtime $BENCH_TIME)"
-go test -run '^$' -bench 'BenchmarkGolangJWTSign$|BenchmarkCredsJWTFreshSignature$|BenchmarkCredsJWTSameSecond$|BenchmarkCredsAccessTokenReuse$|BenchmarkExchangeOverhead$' \
+go test -run '^$' -bench 'BenchmarkGolangJWTSign$|BenchmarkCredsJWTFreshSignature$|BenchmarkCredsJWTSameSecond$|BenchmarkCredsAccessTokenReuse$|BenchmarkExchangeOverhead$|BenchmarkStaticCredsRead$' \
   -benchtime "$BENCH_TIME" -benchmem ./backend/ | tee "$out/backend.txt"
 
 nsop() { awk -v b="$1" '$1 ~ "^"b"(-[0-9]+)?$" { for (i=1;i<=NF;i++) if ($(i+1)=="ns/op") { print $i; exit } }' "$out/backend.txt"; }
@@ -33,6 +33,7 @@ base="$(nsop BenchmarkGolangJWTSign)"
 fresh="$(nsop BenchmarkCredsJWTFreshSignature)"
 same="$(nsop BenchmarkCredsJWTSameSecond)"
 reuse="$(nsop BenchmarkCredsAccessTokenReuse)"
+static="$(nsop BenchmarkStaticCredsRead)"
 rawp50="$(metric BenchmarkExchangeOverhead raw-p50-ns)"
 credsp50="$(metric BenchmarkExchangeOverhead creds-p50-ns)"
 overhead="$(metric BenchmarkExchangeOverhead overhead-p50-ns)"
@@ -50,6 +51,7 @@ printf '| baseline: golang-jwt RS256 sign, 2048-bit key | %s | 1.00 |\n' "$base"
 awk -v b="$base" -v v="$fresh" 'BEGIN { printf "| creds/<jwt role> via HandleRequest, fresh signature every read (target <= 1.1) | %s | **%.3f** |\n", v, v/b }'
 awk -v b="$base" -v v="$same" 'BEGIN { printf "| creds/<jwt role>, same second (byte-identical JWT reused) | %s | %.4f |\n", v, v/b }'
 awk -v b="$base" -v v="$reuse" 'BEGIN { printf "| creds/<access_token role> with reuse_access_token | %s | %.4f |\n", v, v/b }'
+awk -v b="$base" -v v="$static" 'BEGIN { printf "| static-creds/<name>, token stored | %s | %.4f |\n", v, v/b }'
 echo
 printf '| Pure1 exchange, p50 over loopback | value |\n|---|---|\n'
 awk -v r="$rawp50" -v c="$credsp50" -v o="$overhead" 'BEGIN {
