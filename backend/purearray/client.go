@@ -157,6 +157,10 @@ func New(opts Options) (*HTTPArray, error) {
 	return &HTTPArray{HTTPExchanger: ex, base: strings.TrimRight(opts.ArrayURL, "/"), client: client, hosts: opts.Hosts}, nil
 }
 
+// HTTPClient is the client that trusts the array's CA and refuses
+// redirects: for callers that use an access token on the array's API.
+func (a *HTTPArray) HTTPClient() *http.Client { return a.client }
+
 // maxBody caps what is read of an administrative answer.
 const maxBody = 1 << 20
 
