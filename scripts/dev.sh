@@ -241,6 +241,7 @@ $(step "Ready. To try more, in another shell:")
     pure1-emulator fault -kind status -status 503 -count 2    # make Pure1 misbehave
 
     pure1-emulator stats
+
     # The FlashArray: Vault registered API client vault-fa itself; rotate it with no person in the middle
     vault read pure1/config/fa
     curl --cacert .dev/array-ca.pem -H "Authorization: Bearer \$(vault read -field=access_token pure1/creds/fa-readonly)" \\
