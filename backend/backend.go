@@ -100,6 +100,7 @@ type backend struct {
 	flights   *flightGroup
 	checks    *checkCache
 	refresher *staticRefresher
+	rotations rotationBackoff // scheduled rotations that failed (rotate_schedule.go)
 	metrics   *metrics
 
 	dialArray func(purearray.Options) (purearray.Array, error)

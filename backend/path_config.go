@@ -244,6 +244,9 @@ type configEntry struct {
 	// Username is the array user that verification exchanges sign for.
 	Username string         `json:"username,omitempty"`
 	Managed  *managedClient `json:"managed,omitempty"`
+	// RotationPeriod schedules a managed array config's rotation, counted
+	// from KeyCreatedAt (rotate_schedule.go); 0: none.
+	RotationPeriod time.Duration `json:"rotation_period,omitempty"`
 }
 
 // pendingKey carries its public half beside the private key so that reading a

@@ -35,6 +35,7 @@ const (
 	fieldPreviousClientDeleted   = "previous_api_client_deleted"
 	fieldCACertFingerprint       = "ca_cert_fingerprint"
 	fieldAdminAPITokenConfigured = "admin_api_token_configured"
+	fieldNextRotation            = "next_rotation"
 )
 
 // Config kinds.
@@ -149,6 +150,11 @@ func arrayConfigFields() map[string]*framework.FieldSchema {
 			Type:        framework.TypeDurationSecond,
 			Description: "Arrays, managed registration: lifetime of the access tokens the array issues, 1s to 24h; unset takes the array's default (1 day).",
 		},
+		fieldRotationPeriod: {
+			Type: framework.TypeDurationSecond,
+			Description: fmt.Sprintf("Arrays, managed registration: rotate the API client on this schedule (at least %s), counted from when the active key was made; "+
+				"Vault does it in the background as config/NAME/rotate would. 0 (default) turns it off.", minConfigRotationPeriod),
+		},
 	}
 }
 
@@ -167,6 +173,8 @@ var arrayConfigResponseFields = map[string]*framework.FieldSchema{
 	fieldPreviousClientID:        {Type: framework.TypeString, Description: "Arrays, after a rotation: the retired API client's id."},
 	fieldPreviousAPIClientName:   {Type: framework.TypeString, Description: "Arrays, after a rotation: the retired API client's name."},
 	fieldPreviousClientDeleted:   {Type: framework.TypeBool, Description: "Arrays, after a managed rotation: whether Vault deleted the retired client at the array."},
+	fieldRotationPeriod:          {Type: framework.TypeDurationSecond, Description: "Arrays, managed: the scheduled rotation's period; 0 if off."},
+	fieldNextRotation:            {Type: framework.TypeTime, Description: "Arrays, managed, with rotation_period: when the next scheduled rotation is due."},
 }
 
 func (c *config) arrayResponseData() map[string]interface{} {
@@ -192,6 +200,8 @@ func (c *config) arrayResponseData() map[string]interface{} {
 		d[fieldAPIClientName] = m.Name
 		d[fieldMaxRole] = m.MaxRole
 		d[fieldAccessTokenTTL] = int64(m.AccessTokenTTL / time.Second)
+		d[fieldRotationPeriod] = int64(e.RotationPeriod / time.Second)
+		d[fieldNextRotation] = formatTime(e.nextRotation())
 	}
 	if p := e.Pending; p != nil {
 		d[fieldPendingFingerprint] = p.Fingerprint
@@ -211,7 +221,7 @@ func (c *config) arrayResponseData() map[string]interface{} {
 // array's: a field that would be silently ignored is a mistake to point out.
 var (
 	arrayOnlyFields = []string{fieldArrayURL, fieldCACert, fieldClientID, fieldKeyID, fieldIssuer, fieldUsername,
-		fieldAdminAPIToken, fieldAPIClientName, fieldMaxRole, fieldAccessTokenTTL}
+		fieldAdminAPIToken, fieldAPIClientName, fieldMaxRole, fieldAccessTokenTTL, fieldRotationPeriod}
 	pure1OnlyFields = []string{fieldAppID, fieldTokenURL}
 )
 
@@ -237,6 +247,8 @@ type arrayWrite struct {
 	hasKeyID, hasIssuer, hasUsername          bool
 	hasAdminToken, hasClientName, hasMaxRole  bool
 	hasAccessTokenTTL                         bool
+	rotationPeriod                            time.Duration
+	hasRotationPeriod                         bool
 }
 
 // readArrayWrite collects and checks the fields of an array config write that
@@ -309,6 +321,16 @@ func readArrayWrite(d *framework.FieldData, kind string, hosts pure1.HostPolicy)
 		w.accessTokenTTL = time.Duration(v.(int)) * time.Second
 		if w.accessTokenTTL != 0 && (w.accessTokenTTL < minAccessTokenTTL || w.accessTokenTTL > maxAccessTokenTTL) {
 			return nil, fmt.Errorf("access_token_ttl %s is out of range: an array takes %s to %s (0 for its default)", w.accessTokenTTL, minAccessTokenTTL, maxAccessTokenTTL)
+		}
+	}
+	if v, ok := d.GetOk(fieldRotationPeriod); ok {
+		w.hasRotationPeriod = true
+		w.rotationPeriod = time.Duration(v.(int)) * time.Second
+		if w.rotationPeriod < 0 {
+			return nil, errors.New("rotation_period must not be negative")
+		}
+		if w.rotationPeriod != 0 && w.rotationPeriod < minConfigRotationPeriod {
+			return nil, fmt.Errorf("rotation_period %s is too short: give at least %s (or 0 to turn scheduled rotation off)", w.rotationPeriod, minConfigRotationPeriod)
 		}
 	}
 	managedFields := anyTrue(w.hasAdminToken, w.hasClientName, w.hasMaxRole, w.hasAccessTokenTTL)
@@ -500,6 +522,12 @@ func mergeArrayWrite(name string, old *configEntry, w *arrayWrite) (configEntry,
 		return e, "username is required for a " + w.kind + " config: the array user (e.g. pureuser) that Vault's own verification exchanges sign for"
 	}
 	managed := w.hasAdminToken || w.hasClientName || w.hasMaxRole || w.hasAccessTokenTTL
+	if w.hasRotationPeriod {
+		if e.Managed == nil && !managed {
+			return e, "rotation_period needs managed registration (admin_api_token): without it each rotation needs a person to create the new API client (config/" + name + "/rotate)"
+		}
+		e.RotationPeriod = w.rotationPeriod
+	}
 	switch {
 	case managed && old != nil && old.Managed == nil && old.ClientID != "":
 		return e, fmt.Sprintf("config %q uses API client %q that an operator registered: managed registration (admin_api_token) is for a new config; create another config for it", name, old.ClientID)

@@ -284,6 +284,10 @@ func TestArrayConfigBadInput(t *testing.T) {
 			data: map[string]interface{}{fieldMaxRole: "array_admin"}, want: "fixed once API client"},
 		{name: "array_url moves away from its client", path: "config/fa", setup: func(env *testEnv) { env.mustWrite("config/fa", managedArrayConfig(nil)) },
 			data: map[string]interface{}{fieldArrayURL: "https://localhost:9443"}, want: "cannot change while it has API client"},
+		{name: "rotation_period too short", path: "config/x", data: managedArrayConfig(map[string]interface{}{fieldRotationPeriod: "10m"}), want: "rotation_period 10m0s is too short"},
+		{name: "rotation_period unmanaged", path: "config/x",
+			data: map[string]interface{}{fieldKind: "flasharray", fieldArrayURL: testArrayURL, fieldUsername: "u", fieldGenerateKey: true, fieldRotationPeriod: "24h"},
+			want: "rotation_period needs managed registration"},
 		{name: "rotate with app_id", path: "config/fa/rotate", setup: func(env *testEnv) { env.mustWrite("config/fa", managedArrayConfig(nil)) },
 			data: map[string]interface{}{fieldAppID: "pure1:apikey:abc"}, want: "app_id is a Pure1 application's"},
 	}
@@ -332,5 +336,53 @@ func TestArrayExchangeRefusal(t *testing.T) {
 	resp, err = env.read("creds/r")
 	if httpStatus(resp, err) != 502 {
 		t.Errorf("an array outage gives status %d (%s), want 502", httpStatus(resp, err), errorText(resp, err))
+	}
+}
+
+// Scheduled rotation: due rotation_period after the active key was made, run
+// by the background loop's rotateDueConfigs (called here directly, on the
+// test's clock); a failure keeps the working client and is retried later.
+func TestArrayScheduledRotation(t *testing.T) {
+	env, fa := newArrayEnv(t, envOptions{})
+	resp := env.mustWrite("config/fa", managedArrayConfig(map[string]interface{}{fieldRotationPeriod: "24h"}))
+	created := env.clock.Now()
+	if got := resp.Data[fieldNextRotation]; got != formatTime(created.Add(24*time.Hour)) {
+		t.Fatalf("next_rotation = %v, want a day after registration", got)
+	}
+	step := func() time.Time {
+		t.Helper()
+		return env.b.rotateDueConfigs(env.ctx, env.storage)
+	}
+	clients := func() string { return fmt.Sprint(fa.clientNames()) }
+
+	env.clock.Add(23 * time.Hour)
+	if next := step(); !next.Equal(created.Add(24*time.Hour)) || clients() != "[vault-fa]" {
+		t.Fatalf("before it is due: next %v, clients %s", next, clients())
+	}
+
+	env.clock.Add(time.Hour)
+	fa.setFail("create", errFakeStep)
+	failedAt := env.clock.Now()
+	if next := step(); !next.Equal(failedAt.Add(configRotationRetry)) || clients() != "[vault-fa]" {
+		t.Fatalf("a failed rotation: next %v (want the retry), clients %s (want the working one only)", next, clients())
+	}
+	fa.setFail("create", nil)
+	env.clock.Add(configRotationRetry / 2)
+	step()
+	if clients() != "[vault-fa]" {
+		t.Fatalf("retried before the backoff ended: %s", clients())
+	}
+
+	env.clock.Add(configRotationRetry / 2)
+	next := step()
+	want := "[vault-fa-" + strconv.FormatInt(env.clock.Now().Unix(), 10) + "]"
+	if clients() != want {
+		t.Fatalf("after the scheduled rotation: clients %s, want %s", clients(), want)
+	}
+	if !next.Equal(env.clock.Now().Add(24 * time.Hour)) {
+		t.Errorf("next rotation %v, want a day after this one", next)
+	}
+	if got := env.mustRead("config/fa").Data[fieldPreviousClientDeleted]; got != true {
+		t.Errorf("previous_api_client_deleted = %v", got)
 	}
 }
