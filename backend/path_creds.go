@@ -326,7 +326,10 @@ func exchangeErrorResponse(err error, cfg *config) (*logical.Response, error) {
 		// This reader stopped waiting; it says nothing about Pure1.
 		return nil, err
 	}
-	return nil, logical.CodedError(http.StatusBadGateway, fmt.Sprintf("token exchange for %q (config %q) failed: %s", cfg.clientID(), cfg.name, sentence(err)))
+	if cfg.entry.isArray() {
+		return nil, logical.CodedError(http.StatusBadGateway, fmt.Sprintf("the token exchange for API client %q at %s failed: %s", cfg.clientID(), cfg.entry.ArrayURL, sentence(err)))
+	}
+	return nil, logical.CodedError(http.StatusBadGateway, fmt.Sprintf("Pure1 token exchange for app_id %q failed: %s", cfg.clientID(), sentence(err)))
 }
 
 // sentence is err's text ready to be followed by ". More": Pure1's

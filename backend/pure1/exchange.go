@@ -356,8 +356,11 @@ func PermanentNetError(err error, field, tlsHint string) string {
 		invalidErr  x509.CertificateInvalidError
 		verifyErr   *tls.CertificateVerificationError
 		dnsErr      *net.DNSError
-		certErrText = "the endpoint's TLS certificate does not verify"
+		certErrText = "the token endpoint's TLS certificate does not verify"
 	)
+	if field == "array_url" {
+		certErrText = "the array's TLS certificate does not verify"
+	}
 	if tlsHint == "" {
 		tlsHint = "check " + field + ", or add the CA to the system's trust store"
 	}
