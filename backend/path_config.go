@@ -207,9 +207,14 @@ var configResponses = map[int][]framework.Response{
 	}},
 }
 
+// The array fields are documented in path_config_array.go; config and
+// rotate responses carry them for array configs.
 func init() {
 	for k, v := range arrayConfigResponseFields {
 		configResponses[200][0].Fields[k] = v
+		if _, ok := rotateResponses[200][0].Fields[k]; !ok {
+			rotateResponses[200][0].Fields[k] = v
+		}
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"strings"
 	"time"
@@ -645,5 +646,5 @@ func registerFailure(err error, name string) (*logical.Response, error) {
 	case isContextErr(err) && !errors.Is(err, pure1.ErrUnavailable):
 		return nil, err
 	}
-	return nil, logical.CodedError(502, fmt.Sprintf("registering an API client for config %q failed at the %s: %s. Nothing was stored; try again", name, step, sentence(err)))
+	return nil, logical.CodedError(http.StatusBadGateway, fmt.Sprintf("registering an API client for config %q failed at the %s: %s. Nothing was stored; try again", name, step, sentence(err)))
 }

@@ -386,3 +386,20 @@ func TestArrayScheduledRotation(t *testing.T) {
 		t.Errorf("previous_api_client_deleted = %v", got)
 	}
 }
+
+// Every array exchange goes through exchangeSigned and so counts under its
+// config: the registration's verification, a leased read, and a refusal.
+func TestArrayExchangesCountedByConfig(t *testing.T) {
+	env, _ := newArrayEnv(t, envOptions{})
+	env.mustWrite("config/fa", managedArrayConfig(nil))
+	env.mustWrite("roles/ok", map[string]interface{}{fieldConfig: "fa", fieldUsername: "ops"})
+	env.mustWrite("roles/bad", map[string]interface{}{fieldConfig: "fa", fieldUsername: "nobody"})
+	env.mustRead("creds/ok")
+	if resp, err := env.read("creds/bad"); resp == nil || !resp.IsError() {
+		t.Fatalf("creds of an unknown user: %v %v", resp, err)
+	}
+	checkSeries(t, env.scrape(), map[series]float64{
+		{"pure1_exchanges_total", "config=fa,outcome=ok"}:       2, // verification + creds/ok
+		{"pure1_exchanges_total", "config=fa,outcome=rejected"}: 1,
+	})
+}
