@@ -403,3 +403,28 @@ func TestArrayExchangesCountedByConfig(t *testing.T) {
 		{"pure1_exchanges_total", "config=fa,outcome=rejected"}: 1,
 	})
 }
+
+// config/NAME/check proves an array config with the config's own user; a
+// static role that changes its user drops the token of the old one.
+func TestArrayCheckAndStaticUser(t *testing.T) {
+	env, _ := newArrayEnv(t, envOptions{})
+	env.mustWrite("config/fa", managedArrayConfig(nil))
+	chk := env.mustRead("config/fa/check")
+	if chk.Data[fieldCheckOK] != true || chk.Data[fieldAppID] != "client-1" {
+		t.Errorf("check = %v, want ok for client-1", chk.Data)
+	}
+	env.mustWrite("static-roles/s", map[string]interface{}{fieldConfig: "fa", fieldUsername: "pureuser"})
+	if got := dataString(t, env.mustRead("static-creds/s"), fieldAccessToken); !strings.Contains(got, "/pureuser/") {
+		t.Fatalf("static token %q, want pureuser's", got)
+	}
+	env.mustWrite("static-roles/s", map[string]interface{}{fieldUsername: "ops"})
+	if got := dataString(t, env.mustRead("static-creds/s"), fieldAccessToken); !strings.Contains(got, "/ops/") {
+		t.Errorf("static token after the user changed = %q, want one of ops, not the old user's", got)
+	}
+	// The user is the array's to check: one it does not know is refused there.
+	env.mustWrite("config/fa", map[string]interface{}{fieldUsername: "ghost"})
+	chk = env.mustRead("config/fa/check")
+	if chk.Data[fieldCheckOK] != false {
+		t.Errorf("check as an unknown user = %v, want not ok", chk.Data)
+	}
+}

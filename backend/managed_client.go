@@ -1,13 +1,21 @@
 package backend
 
+// The life of an API client Vault registered itself on an array (managed
+// registration): made, verified, rotated, deleted. The config paths call
+// these; so does the scheduled rotation (rotate_schedule.go).
+
 import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"strconv"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/pure1vault/vault-plugin-secrets-pure1/backend/pure1"
+	"github.com/pure1vault/vault-plugin-secrets-pure1/backend/purearray"
 )
 
 // rotateManaged replaces the API client of a config Vault registered itself,
@@ -166,4 +174,70 @@ func (b *backend) deleteClient(ctx context.Context, e *configEntry, clientName s
 		return err
 	}
 	return admin.DeleteAPIClient(ctx, clientName)
+}
+
+// registerManaged creates, enables and verifies a new API client named name
+// for key, with the managed settings of e.
+func (b *backend) registerManaged(ctx context.Context, config string, e *configEntry, key *pure1.Key, name string) (*purearray.APIClient, error) {
+	arr, err := b.arrayFor(e)
+	if err != nil {
+		return nil, err
+	}
+	admin, err := arr.Admin(ctx, e.Managed.AdminAPIToken)
+	if err != nil {
+		return nil, err
+	}
+	spec := purearray.NewAPIClient{
+		Name:           name,
+		Issuer:         e.Issuer,
+		PublicKeyPEM:   key.PublicKeyPEM(),
+		MaxRole:        e.Managed.MaxRole,
+		AccessTokenTTL: e.Managed.AccessTokenTTL,
+	}
+	return purearray.Register(ctx, admin, spec, func(ctx context.Context, id purearray.Identity) error {
+		signer, err := purearray.NewSigner(id, key)
+		if err != nil {
+			return err
+		}
+		_, err = b.exchangeSigned(ctx, config, b.arrayUpstream(arr, e, signer, e.Username), "registration of config "+config)
+		return err
+	})
+}
+
+// undoRegistration deletes a client registered for a write that then failed,
+// so that no client Vault does not know of is left on the array.
+func (b *backend) undoRegistration(e *configEntry, c *purearray.APIClient) {
+	if c == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(b.ctx, 15*time.Second)
+	defer cancel()
+	arr, err := b.arrayFor(e)
+	if err == nil {
+		var admin purearray.Admin
+		if admin, err = arr.Admin(ctx, e.Managed.AdminAPIToken); err == nil {
+			err = admin.DeleteAPIClient(ctx, c.Name)
+		}
+	}
+	if err != nil {
+		b.Logger().Error("an API client registered for a write that failed could not be deleted: delete it on the array", "api_client", c.Name, "error", err)
+	}
+}
+
+// registerFailure explains a managed registration that failed. Nothing was
+// stored; the half-made client was deleted (or the message says it was not).
+func registerFailure(err error, name string) (*logical.Response, error) {
+	var re *purearray.RegisterError
+	step := "logging in to the array"
+	if errors.As(err, &re) {
+		step = string(re.Step) + " of API client " + re.Name
+	}
+	switch {
+	case errors.Is(err, pure1.ErrRejected), errors.Is(err, pure1.ErrHostNotAllowed), errors.Is(err, purearray.ErrBadCA),
+		errors.Is(err, purearray.ErrNoAPIVersion):
+		return logical.ErrorResponse("registering an API client for config %q failed at the %s: %s. Nothing was stored", name, step, sentence(err)), nil
+	case isContextErr(err) && !errors.Is(err, pure1.ErrUnavailable):
+		return nil, err
+	}
+	return nil, logical.CodedError(http.StatusBadGateway, fmt.Sprintf("registering an API client for config %q failed at the %s: %s. Nothing was stored; try again", name, step, sentence(err)))
 }
