@@ -75,6 +75,19 @@ it with config/NAME/rotate, which keeps the current key issuing credentials unti
 the new one is registered in Pure1 and proven by a token exchange. max_key_age
 (e.g. 8760h) adds a warning to reads of the config and to every credential once
 the active key is older, as a reminder to rotate.
+
+A FlashArray or FlashBlade API client instead: kind=flasharray (or flashblade),
+array_url=https://<array>, ca_cert=@array-ca.pem, username=<array user for
+Vault's own verification exchanges>, and either
+  admin_api_token=@token-file [api_client_name=...] [max_role=readonly]
+      [access_token_ttl=1h] [rotation_period=720h]
+  (Vault creates, enables, verifies, rotates and deletes its own API client;
+  the token is write-only), or
+  client_id=... key_id=... issuer=... with private_key or generate_key
+  (a client an operator created on the array).
+Roles on it name the array user: vault write pure1/roles/NAME config=fa username=ops.
+The array's host must be allowed like token_url's (loopback, or
+PURE1_ALLOWED_TOKEN_HOSTS set by the plugin's registrar).
 `
 	configListHelpSynopsis = "List the configured Pure1 applications."
 )

@@ -47,6 +47,12 @@ key and app_id throughout:
 
 Read shows the pending key (public key, fingerprint, when it was made); delete
 drops it. bootstrap/rotate-key.sh walks through all of it.
+
+Array configs: step 3 takes the new API client's client_id and key_id instead
+of app_id. With managed registration (admin_api_token) there are no steps:
+vault write -f pure1/config/NAME/rotate makes a new key and API client, enables
+and verifies it, switches to it and deletes the old client at the array; any
+failure before the switch leaves the working client in place.
 `
 )
 
