@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/pure1vault/vault-plugin-secrets-pure1/backend/pure1"
+	"github.com/pure1vault/vault-plugin-secrets-pure1/backend/purearray"
 )
 
 // Version is the plugin's running version, set at build time with
@@ -61,6 +62,9 @@ type Options struct {
 	// Hosts is checked where token_url is written and by the default
 	// exchanger before every request. Zero: Pure1 and loopback only.
 	Hosts pure1.HostPolicy
+	// DialArray builds the client of one array (FlashArray or FlashBlade
+	// configs); nil builds purearray's HTTPS client.
+	DialArray func(purearray.Options) (purearray.Array, error)
 }
 
 type backend struct {
@@ -96,7 +100,14 @@ type backend struct {
 	flights   *flightGroup
 	checks    *checkCache
 	refresher *staticRefresher
+	rotations rotationBackoff // scheduled rotations that failed (rotate_schedule.go)
 	metrics   *metrics
+
+	dialArray func(purearray.Options) (purearray.Array, error)
+	// arrays are the clients of the arrays configs name, by address and CA,
+	// so that connections are kept alive between exchanges.
+	arraysLock sync.Mutex
+	arrays     map[string]purearray.Array
 
 	// parseKey and generateKey are pure1's, replaced in tests to make key
 	// work slow on purpose.
@@ -109,6 +120,8 @@ func newBackend(opts Options) *backend {
 	b := &backend{
 		exchanger: opts.Exchanger,
 		hosts:     opts.Hosts,
+		dialArray: opts.DialArray,
+		arrays:    make(map[string]purearray.Array),
 		now:       opts.Now,
 		ctx:       ctx,
 		cancel:    cancel,
@@ -175,6 +188,13 @@ func (b *backend) Setup(ctx context.Context, conf *logical.BackendConfig) error 
 	if b.exchanger == nil {
 		b.exchanger = pure1.NewHTTPExchanger(pure1.HTTPExchangerOptions{Logger: b.Logger().Named("pure1"), Hosts: b.hosts})
 	}
+	if b.dialArray == nil {
+		logger := b.Logger().Named("array")
+		b.dialArray = func(o purearray.Options) (purearray.Array, error) {
+			o.Logger = logger
+			return purearray.New(o)
+		}
+	}
 	return nil
 }
 
@@ -187,6 +207,7 @@ func (b *backend) clean(context.Context) {
 	if c, ok := b.exchanger.(interface{ CloseIdleConnections() }); ok {
 		c.CloseIdleConnections()
 	}
+	b.closeArrays()
 }
 
 // invalidate runs on performance standbys and replicas when another node

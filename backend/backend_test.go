@@ -216,6 +216,13 @@ type testEnv struct {
 // logger writes everything down to Trace into env.logs.
 func newTestEnv(t testing.TB, opts envOptions) *testEnv {
 	t.Helper()
+	return newTestEnvWith(t, opts, nil)
+}
+
+// newTestEnvWith is newTestEnv with the backend's Options changed by set
+// (an array dialer, say) before the backend is built.
+func newTestEnvWith(t testing.TB, opts envOptions, set func(*Options)) *testEnv {
+	t.Helper()
 	if opts.clock == nil {
 		opts.clock = newClock(testEpoch)
 	}
@@ -236,7 +243,11 @@ func newTestEnv(t testing.TB, opts envOptions) *testEnv {
 	inmem := &logical.InmemStorage{}
 	conf.StorageView = inmem
 
-	b := newBackend(Options{Exchanger: opts.exchanger, Now: opts.clock.Now, Hosts: opts.hosts})
+	bo := Options{Exchanger: opts.exchanger, Now: opts.clock.Now, Hosts: opts.hosts}
+	if set != nil {
+		set(&bo)
+	}
+	b := newBackend(bo)
 	ctx := context.Background()
 	if err := b.Setup(ctx, conf); err != nil {
 		t.Fatalf("Setup: %v", err)

@@ -138,7 +138,7 @@ func (b *backend) pathCheckRead(ctx context.Context, req *logical.Request, d *fr
 	if cfg == nil {
 		return logical.ErrorResponse("config %q does not exist: list configs with vault list %sconfig", name, req.MountPoint), nil
 	}
-	if cfg.signer == nil {
+	if !cfg.ready() {
 		return logical.ErrorResponse("config %q has no app_id, so there is nothing Pure1 could accept yet: register its public key in Pure1 "+
 			"(Administration > API Registration), then vault write %sconfig/%s app_id=pure1:apikey:...", name, req.MountPoint, name), nil
 	}
@@ -150,7 +150,7 @@ func (b *backend) pathCheckRead(ctx context.Context, req *logical.Request, d *fr
 	start := time.Now()
 	// Concurrent checks of one config share one exchange.
 	tok, err := b.flights.do(ctx, checkFlightKeyStart+cfg.identity, func(ctx context.Context) (*pure1.AccessToken, error) {
-		return b.exchangeWith(ctx, cfg, "check")
+		return b.exchangeWith(ctx, cfg, cfg.entry.Username, "check")
 	})
 	rtt := time.Since(start)
 	if err != nil && isContextErr(err) && !errors.Is(err, pure1.ErrUnavailable) {
@@ -160,7 +160,7 @@ func (b *backend) pathCheckRead(ctx context.Context, req *logical.Request, d *fr
 
 	data := map[string]interface{}{
 		fieldCheckOK:              err == nil,
-		fieldAppID:                cfg.signer.AppID(),
+		fieldAppID:                cfg.clientID(),
 		fieldPublicKeyFingerprint: cfg.key.Fingerprint(),
 		fieldTokenURL:             cfg.entry.TokenURL,
 		fieldRoundTripMS:          rtt.Milliseconds(),
@@ -177,7 +177,7 @@ func (b *backend) pathCheckRead(ctx context.Context, req *logical.Request, d *fr
 	} else {
 		data[fieldCheckError] = err.Error()
 		data[fieldCheckAdvice] = checkAdvice(err, cfg)
-		b.Logger().Warn("config check: Pure1 did not issue a token", "config", name, "app_id", cfg.signer.AppID(), "error", err)
+		b.Logger().Warn("config check: Pure1 did not issue a token", "config", name, "app_id", cfg.clientID(), "error", err)
 	}
 	b.checks.put(name, checkResult{identity: cfg.identity, at: checkedAt, data: data})
 	return checkResponse(data, false), nil
@@ -201,7 +201,7 @@ func checkAdvice(err error, cfg *config) string {
 	case errors.Is(err, pure1.ErrRejected):
 		return fmt.Sprintf("Pure1 refused the key: check in Pure1 (Administration > API Registration) that application %q exists and was registered "+
 			"with the public key whose fingerprint is %s (vault read the config to compare), and that this Vault node's clock is right",
-			cfg.signer.AppID(), cfg.key.Fingerprint())
+			cfg.clientID(), cfg.key.Fingerprint())
 	case errors.Is(err, pure1.ErrBadResponse):
 		return fmt.Sprintf("the answer was not a Pure1 token response: check that token_url %s is Pure1's token endpoint", cfg.entry.TokenURL)
 	}

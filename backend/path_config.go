@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/pure1vault/vault-plugin-secrets-pure1/backend/pure1"
+	"github.com/pure1vault/vault-plugin-secrets-pure1/backend/purearray"
 )
 
 const configStoragePrefix = "config/"
@@ -74,12 +75,29 @@ it with config/NAME/rotate, which keeps the current key issuing credentials unti
 the new one is registered in Pure1 and proven by a token exchange. max_key_age
 (e.g. 8760h) adds a warning to reads of the config and to every credential once
 the active key is older, as a reminder to rotate.
+
+A FlashArray or FlashBlade API client instead: kind=flasharray (or flashblade),
+array_url=https://<array>, ca_cert=@array-ca.pem, username=<array user for
+Vault's own verification exchanges>, and either
+  admin_api_token=@token-file [api_client_name=...] [max_role=readonly]
+      [access_token_ttl=1h] [rotation_period=720h]
+  (Vault creates, enables, verifies, rotates and deletes its own API client;
+  the token is write-only), or
+  client_id=... key_id=... issuer=... with private_key or generate_key
+  (a client an operator created on the array).
+Roles on it name the array user: vault write pure1/roles/NAME config=fa username=ops.
+The array's host must be allowed like token_url's (loopback, or
+PURE1_ALLOWED_TOKEN_HOSTS set by the plugin's registrar).
 `
 	configListHelpSynopsis = "List the configured Pure1 applications."
 )
 
 func pathConfig(b *backend) []*framework.Path {
-	return []*framework.Path{
+	fields := map[string]*framework.FieldSchema{}
+	for k, v := range arrayConfigFields() {
+		fields[k] = v
+	}
+	paths := []*framework.Path{
 		{
 			Pattern: configStoragePrefix + framework.GenericNameRegex("name"),
 			DisplayAttrs: &framework.DisplayAttributes{
@@ -175,6 +193,10 @@ func pathConfig(b *backend) []*framework.Path {
 			HelpDescription: configListHelpSynopsis,
 		},
 	}
+	for k, v := range fields {
+		paths[0].Fields[k] = v
+	}
+	return paths
 }
 
 var configResponses = map[int][]framework.Response{
@@ -198,6 +220,17 @@ var configResponses = map[int][]framework.Response{
 	}},
 }
 
+// The array fields are documented in path_config_array.go; config and
+// rotate responses carry them for array configs.
+func init() {
+	for k, v := range arrayConfigResponseFields {
+		configResponses[200][0].Fields[k] = v
+		if _, ok := rotateResponses[200][0].Fields[k]; !ok {
+			rotateResponses[200][0].Fields[k] = v
+		}
+	}
+}
+
 // configEntry is what is stored at config/<name>, behind the barrier and seal
 // wrap. PrivateKey is unencrypted PKCS#8 PEM. Entries stored before rotation
 // existed have only the first four fields; the others decode as zero values,
@@ -216,6 +249,22 @@ type configEntry struct {
 	// Previous is what the last promotion retired, public parts only: it
 	// tells the operator which Pure1 application to delete.
 	Previous *previousKey `json:"previous,omitempty"`
+
+	// Kind is "" (Pure1, as every entry stored before arrays existed) or
+	// flasharray / flashblade; the fields below are an array's only
+	// (path_config_array.go).
+	Kind     string `json:"kind,omitempty"`
+	ArrayURL string `json:"array_url,omitempty"`
+	CACert   string `json:"ca_cert,omitempty"`
+	ClientID string `json:"client_id,omitempty"`
+	KeyID    string `json:"key_id,omitempty"`
+	Issuer   string `json:"issuer,omitempty"`
+	// Username is the array user that verification exchanges sign for.
+	Username string         `json:"username,omitempty"`
+	Managed  *managedClient `json:"managed,omitempty"`
+	// RotationPeriod schedules a managed array config's rotation, counted
+	// from KeyCreatedAt (rotate_schedule.go); 0: none.
+	RotationPeriod time.Duration `json:"rotation_period,omitempty"`
 }
 
 // pendingKey carries its public half beside the private key so that reading a
@@ -230,9 +279,12 @@ type pendingKey struct {
 }
 
 type previousKey struct {
-	PublicKey    string    `json:"public_key"`
-	Fingerprint  string    `json:"public_key_fingerprint"`
-	AppID        string    `json:"app_id"`
+	PublicKey   string `json:"public_key"`
+	Fingerprint string `json:"public_key_fingerprint"`
+	AppID       string `json:"app_id"`
+	// Of an array's API client: its name, and whether Vault deleted it.
+	ClientName   string    `json:"client_name,omitempty"`
+	Deleted      bool      `json:"deleted,omitempty"`
 	KeyCreatedAt time.Time `json:"key_created_at,omitzero"`
 	RetiredAt    time.Time `json:"retired_at"`
 }
@@ -242,7 +294,10 @@ type config struct {
 	name   string
 	entry  configEntry
 	key    *pure1.Key
-	signer *pure1.Signer // nil until app_id is written
+	signer *pure1.Signer // Pure1: nil until app_id is written
+	// arraySigner is an array config's; nil until client_id, key_id and
+	// issuer are known.
+	arraySigner *purearray.Signer
 	// identity names what a Pure1 credential depends on: the key, the
 	// application and the endpoint. A token cached or in flight under
 	// another identity is never handed out for this config.
@@ -264,6 +319,9 @@ func newConfig(name string, e *configEntry, key *pure1.Key) (*config, error) {
 		key:      key,
 		identity: key.Fingerprint() + "\x00" + e.AppID + "\x00" + e.TokenURL,
 	}
+	if e.isArray() {
+		return newArrayConfig(c)
+	}
 	var err error
 	if e.AppID != "" {
 		if c.signer, err = pure1.NewSigner(e.AppID, key); err != nil {
@@ -274,6 +332,9 @@ func newConfig(name string, e *configEntry, key *pure1.Key) (*config, error) {
 }
 
 func (c *config) responseData() map[string]interface{} {
+	if c.entry.isArray() {
+		return c.arrayResponseData()
+	}
 	d := map[string]interface{}{
 		fieldAppID:                c.entry.AppID,
 		fieldPublicKey:            c.key.PublicKeyPEM(),
@@ -388,11 +449,26 @@ func (b *backend) pathConfigDelete(ctx context.Context, req *logical.Request, d 
 		return logical.ErrorResponse("config %q is used by role(s) %s: delete those roles or point them at another config first",
 			name, strings.Join(users, ", ")), nil
 	}
+	old, err := readConfigEntry(ctx, req.Storage, name)
+	if err != nil {
+		return nil, err
+	}
 	if err := req.Storage.Delete(ctx, configStoragePrefix+name); err != nil {
 		return nil, fmt.Errorf("deleting config %q: %w", name, err)
 	}
 	b.dropConfig(name)
 	b.metrics.forgetConfig(name)
+	if old == nil || old.Managed == nil || old.ClientID == "" {
+		return nil, nil
+	}
+	// Vault made this API client; nothing else knows to delete it.
+	if err := b.deleteClient(ctx, old, old.Managed.Name); err != nil {
+		b.Logger().Warn("deleting a config's API client at the array failed", "config", name, "api_client", old.Managed.Name, "error", err)
+		resp := &logical.Response{}
+		resp.AddWarning(fmt.Sprintf("config %q was deleted, but its API client %q could not be deleted at %s (%v): delete it on the array",
+			name, old.Managed.Name, old.ArrayURL, err))
+		return resp, nil
+	}
 	return nil, nil
 }
 
@@ -419,6 +495,20 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 		return logical.ErrorResponse(err.Error()), nil
 	}
 	name := d.Get("name").(string)
+	kind, refusal, err := b.configKind(ctx, req, d, name)
+	if err != nil {
+		return nil, err
+	}
+	if refusal != "" {
+		return logical.ErrorResponse(refusal), nil
+	}
+	if kind != kindPure1 {
+		return b.pathArrayConfigWrite(ctx, req, d, name, kind)
+	}
+	if bad := presentFields(req, arrayOnlyFields); len(bad) > 0 {
+		return logical.ErrorResponse("%s applies only to kind=flasharray or kind=flashblade configs; config %q is a Pure1 application (kind=pure1)",
+			strings.Join(bad, ", "), name), nil
+	}
 	w, err := readConfigWrite(d, b.hosts)
 	if err != nil {
 		return logical.ErrorResponse(err.Error()), nil
@@ -445,6 +535,9 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	old, err := readConfigEntry(ctx, req.Storage, name)
 	if err != nil {
 		return nil, err
+	}
+	if old != nil && old.isArray() {
+		return logical.ErrorResponse("config %q was created as a %s while this write ran: nothing was stored", name, old.Kind), nil
 	}
 	if old == nil && key == nil {
 		return logical.ErrorResponse("config %q has no key yet: supply private_key=@private.pem (with private_key_password if it is encrypted) "+
@@ -768,4 +861,32 @@ func (b *backend) rolesUsingConfig(ctx context.Context, s logical.Storage, name 
 	}
 	sort.Strings(users)
 	return users, nil
+}
+
+// configKind is the kind a write to config/<name> is for: the stored one (a
+// kind never changes: roles and stored tokens depend on it), else the
+// requested one, else pure1.
+func (b *backend) configKind(ctx context.Context, req *logical.Request, d *framework.FieldData, name string) (kind, refusal string, err error) {
+	old, err := readConfigEntry(ctx, req.Storage, name)
+	if err != nil {
+		return "", "", err
+	}
+	v, asked := d.GetOk(fieldKind)
+	want := kindPure1
+	if asked {
+		want = v.(string)
+	}
+	switch want {
+	case kindPure1, purearray.KindFlashArray, purearray.KindFlashBlade:
+	default:
+		return "", fmt.Sprintf("kind %q is not supported: use pure1, flasharray or flashblade", printable(want)), nil
+	}
+	if old == nil {
+		return want, "", nil
+	}
+	if asked && want != old.kindName() {
+		return "", fmt.Sprintf("config %q is a %s config; its kind cannot change to %s: delete it (and its roles) and create it again, or use another name",
+			name, old.kindName(), want), nil
+	}
+	return old.kindName(), "", nil
 }

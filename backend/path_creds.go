@@ -109,7 +109,11 @@ func (b *backend) pathCredsRead(ctx context.Context, req *logical.Request, d *fr
 	if cfg == nil {
 		return logical.ErrorResponse("config %q of role %q does not exist: create it, or point the role at another config", role.Config, roleName), nil
 	}
-	if cfg.signer == nil {
+	if !cfg.ready() && cfg.entry.isArray() {
+		return logical.ErrorResponse("config %q has no API client yet: write its client_id, key_id and issuer, or admin_api_token for Vault to register one "+
+			"(vault path-help %sconfig/%s)", role.Config, req.MountPoint, role.Config), nil
+	}
+	if !cfg.ready() {
 		return logical.ErrorResponse("config %q has no app_id: register the public key in Pure1 (Administration > API Registration) "+
 			"and write app_id: vault write %sconfig/%s app_id=pure1:apikey:...", role.Config, req.MountPoint, role.Config), nil
 	}
@@ -149,13 +153,13 @@ func (b *backend) issueJWT(roleName string, role *roleEntry, cfg *config) (*logi
 		life = leaseSafetyMargin + 2*time.Second
 	}
 	now := b.now()
-	token, expiresAt, err := cfg.signer.Sign(now, life)
+	token, expiresAt, err := cfg.sign(now, life, role.Username)
 	if err != nil {
 		return nil, err
 	}
 	resp := b.Secret(secretCredentialType).Response(map[string]interface{}{
 		fieldJWT:       token,
-		fieldAppID:     cfg.signer.AppID(),
+		fieldAppID:     cfg.clientID(),
 		fieldExpiresAt: expiresAt.Format(time.RFC3339),
 	}, map[string]interface{}{
 		"role":              roleName,
@@ -181,7 +185,7 @@ func (b *backend) issueAccessToken(ctx context.Context, req *logical.Request, ro
 	}
 	if tok == nil {
 		var err error
-		if tok, err = b.exchange(ctx, roleName, cfg); err != nil {
+		if tok, err = b.exchange(ctx, roleName, role.Username, cfg); err != nil {
 			return exchangeErrorResponse(err, cfg)
 		}
 		shareable := tok.ExpiresAt.Sub(b.now())-role.ReuseMargin >= minReuseLease
@@ -213,7 +217,7 @@ func (b *backend) issueAccessToken(ctx context.Context, req *logical.Request, ro
 		fieldAccessToken: tok.Token,
 		fieldTokenType:   tok.TokenType,
 		fieldExpiresAt:   tok.ExpiresAt.Format(time.RFC3339),
-		fieldAppID:       cfg.signer.AppID(),
+		fieldAppID:       cfg.clientID(),
 	}
 	if tok.MaxRole != "" {
 		data[fieldMaxRole] = tok.MaxRole
@@ -237,36 +241,45 @@ func setLease(resp *logical.Response, ttl time.Duration) {
 
 // exchange trades a fresh JWT for an access token, with at most one exchange
 // in flight per role and key: concurrent readers share its answer.
-func (b *backend) exchange(ctx context.Context, roleName string, cfg *config) (*pure1.AccessToken, error) {
+func (b *backend) exchange(ctx context.Context, roleName, username string, cfg *config) (*pure1.AccessToken, error) {
 	return b.flights.do(ctx, flightKey(roleName, cfg.identity), func(ctx context.Context) (*pure1.AccessToken, error) {
-		return b.exchangeWith(ctx, cfg, "role "+roleName)
+		return b.exchangeWith(ctx, cfg, username, "role "+roleName)
 	})
 }
 
-// exchangeWith signs a short-lived JWT with cfg's key and trades it at cfg's
-// token_url. who names the requester in the logs.
-func (b *backend) exchangeWith(ctx context.Context, cfg *config, who string) (*pure1.AccessToken, error) {
-	return b.exchangeSigned(ctx, cfg.name, cfg.entry.TokenURL, cfg.signer, who)
+// exchangeWith signs a short-lived JWT with cfg's key and trades it where cfg
+// says: Pure1's token_url, or the array's token endpoint for user sub (which
+// a Pure1 config ignores). who names the requester in the logs.
+func (b *backend) exchangeWith(ctx context.Context, cfg *config, sub, who string) (*pure1.AccessToken, error) {
+	if cfg.arraySigner == nil {
+		return b.exchangeSigned(ctx, cfg.name, b.pure1Upstream(cfg.entry.TokenURL, cfg.signer), who)
+	}
+	arr, err := b.arrayFor(&cfg.entry)
+	if err != nil {
+		return nil, fmt.Errorf("%w: config %q: %w", pure1.ErrRejected, cfg.name, err)
+	}
+	return b.exchangeSigned(ctx, cfg.name, b.arrayUpstream(arr, &cfg.entry, cfg.arraySigner, sub), who)
 }
 
-// exchangeSigned is every exchange the engine makes: it signs with signer,
-// trades the JWT at tokenURL and counts it in the metrics of config.
-func (b *backend) exchangeSigned(ctx context.Context, config, tokenURL string, signer *pure1.Signer, who string) (*pure1.AccessToken, error) {
-	jwt, _, err := signer.Sign(b.now(), exchangeJWTLifetime)
+// exchangeSigned is every exchange the engine makes: it signs with up's
+// signer, trades the JWT at up's token endpoint and counts it in the metrics
+// of config.
+func (b *backend) exchangeSigned(ctx context.Context, config string, up upstream, who string) (*pure1.AccessToken, error) {
+	jwt, _, err := up.sign(b.now(), exchangeJWTLifetime)
 	if err != nil {
 		return nil, err
 	}
 	start := time.Now()
-	tok, err := b.exchanger.Exchange(pure1.WithAttemptObserver(ctx, b.metrics.exchangeAttemptObserver(config)), tokenURL, jwt)
+	tok, err := up.ex.Exchange(pure1.WithAttemptObserver(ctx, b.metrics.exchangeAttemptObserver(config)), up.tokenURL, jwt)
 	b.metrics.observeExchange(config, time.Since(start), err)
 	if err != nil && b.ctx.Err() != nil {
 		return nil, fmt.Errorf("%w: this mount is being unmounted or reloaded (%v)", pure1.ErrUnavailable, err)
 	}
 	if err != nil {
-		b.Logger().Warn("Pure1 token exchange failed", "for", who, "app_id", signer.AppID(), "error", err)
+		b.Logger().Warn(up.upstream+" token exchange failed", "for", who, up.idKey, up.clientID, "error", err)
 		return nil, err
 	}
-	b.Logger().Debug("Pure1 token exchanged", "for", who, "app_id", signer.AppID(),
+	b.Logger().Debug(up.upstream+" token exchanged", "for", who, up.idKey, up.clientID,
 		"expires_at", tok.ExpiresAt.Format(time.RFC3339), "duration", time.Since(start))
 	return tok, nil
 }
@@ -301,15 +314,22 @@ func exchangeErrorResponse(err error, cfg *config) (*logical.Response, error) {
 	case errors.Is(err, pure1.ErrHostNotAllowed):
 		// The registrar's allowlist, not Pure1, refused: nothing was sent.
 		return logical.ErrorResponse("config %q: %s", cfg.name, sentence(err)), nil
+	case errors.Is(err, pure1.ErrRejected) && cfg.entry.isArray():
+		return logical.ErrorResponse("the array at %s rejected the token exchange for API client %q: %s. Check that the client is enabled and "+
+			"holds the public key with fingerprint %s, that the role's username exists on the array, and that this node's clock is right",
+			cfg.entry.ArrayURL, cfg.clientID(), sentence(err), cfg.key.Fingerprint()), nil
 	case errors.Is(err, pure1.ErrRejected):
 		return logical.ErrorResponse("Pure1 rejected the token exchange for app_id %q: %s. Check that app_id is the application whose "+
 			"registered public key has fingerprint %s (vault read the config to compare), and that this node's clock is right",
-			cfg.signer.AppID(), sentence(err), cfg.key.Fingerprint()), nil
+			cfg.clientID(), sentence(err), cfg.key.Fingerprint()), nil
 	case !errors.Is(err, pure1.ErrUnavailable) && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)):
 		// This reader stopped waiting; it says nothing about Pure1.
 		return nil, err
 	}
-	return nil, logical.CodedError(http.StatusBadGateway, fmt.Sprintf("Pure1 token exchange for app_id %q failed: %s", cfg.signer.AppID(), sentence(err)))
+	if cfg.entry.isArray() {
+		return nil, logical.CodedError(http.StatusBadGateway, fmt.Sprintf("the token exchange for API client %q at %s failed: %s", cfg.clientID(), cfg.entry.ArrayURL, sentence(err)))
+	}
+	return nil, logical.CodedError(http.StatusBadGateway, fmt.Sprintf("Pure1 token exchange for app_id %q failed: %s", cfg.clientID(), sentence(err)))
 }
 
 // sentence is err's text ready to be followed by ". More": Pure1's

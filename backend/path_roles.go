@@ -97,6 +97,10 @@ func pathRoles(b *backend) []*framework.Path {
 					Default:     int(defaultReuseMargin / time.Second),
 					Description: "With reuse_access_token: stop sharing a token this long before it expires; its leases end by then.",
 				},
+				fieldUsername: {
+					Type:        framework.TypeString,
+					Description: "Array configs only, and required there: the array user whose rights the token carries (the JWT's sub), intersected with the API client's max_role.",
+				},
 			},
 			ExistenceCheck: b.pathRoleExists,
 			Operations: map[logical.Operation]framework.OperationHandler{
@@ -157,6 +161,7 @@ var roleResponses = map[int][]framework.Response{
 			fieldMaxTTL:           {Type: framework.TypeDurationSecond},
 			fieldReuseAccessToken: {Type: framework.TypeBool},
 			fieldReuseMargin:      {Type: framework.TypeDurationSecond},
+			fieldUsername:         {Type: framework.TypeString},
 		},
 	}},
 }
@@ -169,10 +174,13 @@ type roleEntry struct {
 	MaxTTL           time.Duration `json:"max_ttl"`
 	ReuseAccessToken bool          `json:"reuse_access_token"`
 	ReuseMargin      time.Duration `json:"reuse_margin"`
+	// Username is the array user (the JWT's sub) of a role on a FlashArray
+	// or FlashBlade config; empty for Pure1.
+	Username string `json:"username,omitempty"`
 }
 
 func (r *roleEntry) responseData() map[string]interface{} {
-	return map[string]interface{}{
+	d := map[string]interface{}{
 		fieldConfig:           r.Config,
 		fieldCredentialType:   r.CredentialType,
 		fieldTTL:              int64(r.TTL / time.Second),
@@ -180,6 +188,10 @@ func (r *roleEntry) responseData() map[string]interface{} {
 		fieldReuseAccessToken: r.ReuseAccessToken,
 		fieldReuseMargin:      int64(r.ReuseMargin / time.Second),
 	}
+	if r.Username != "" {
+		d[fieldUsername] = r.Username
+	}
+	return d
 }
 
 func readRoleEntry(ctx context.Context, s logical.Storage, name string) (*roleEntry, error) {
@@ -258,6 +270,9 @@ func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 	if v, ok := d.GetOk(fieldReuseMargin); ok {
 		r.ReuseMargin = time.Duration(v.(int)) * time.Second
 	}
+	if v, ok := d.GetOk(fieldUsername); ok {
+		r.Username = strings.TrimSpace(v.(string))
+	}
 	if msg := b.validateRole(&r); msg != "" {
 		return logical.ErrorResponse(msg), nil
 	}
@@ -269,6 +284,9 @@ func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 		return logical.ErrorResponse("config %q does not exist: create it first (vault write %sconfig/%s generate_key=true, or with private_key=@private.pem)",
 			r.Config, req.MountPoint, r.Config), nil
 	}
+	if msg := checkRoleUsername(r.Username, r.Config, cfg); msg != "" {
+		return logical.ErrorResponse(msg), nil
+	}
 
 	if err := putEntry(ctx, req.Storage, roleStoragePrefix+name, fmt.Sprintf("role %q", name), r); err != nil {
 		return nil, err
@@ -276,10 +294,28 @@ func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 	b.dropRole(name)
 
 	resp := &logical.Response{Data: r.responseData()}
-	if cfg.AppID == "" {
+	if cfg.AppID == "" && !cfg.isArray() {
 		resp.AddWarning(fmt.Sprintf("config %q has no app_id yet: creds/%s will fail until it is written", r.Config, name))
 	}
 	return resp, nil
+}
+
+// checkRoleUsername says what is wrong with a role's username for its config
+// (a role or a static role), or "". An array token carries the rights of a
+// user, which the role must name; Pure1 has no users, and a username there
+// would be silently ignored.
+func checkRoleUsername(username, configName string, cfg *configEntry) string {
+	switch {
+	case cfg.isArray() && username == "":
+		return fmt.Sprintf("username is required: config %q is a %s, whose tokens carry the rights of an array user (the JWT's sub), e.g. username=pureuser", configName, cfg.Kind)
+	case !cfg.isArray() && username != "":
+		return fmt.Sprintf("username applies only to roles on a flasharray or flashblade config; config %q is a Pure1 application: remove username", configName)
+	case len(username) > maxArrayFieldBytes:
+		return fmt.Sprintf("username is %d bytes, more than the %d allowed", len(username), maxArrayFieldBytes)
+	case strings.ContainsFunc(username, func(r rune) bool { return r < 0x20 || r == 0x7f }):
+		return "username contains control characters: give the array user's name"
+	}
+	return ""
 }
 
 // validateRole returns what is wrong with r, naming the field and the fix, or

@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/pure1vault/vault-plugin-secrets-pure1/backend/pure1"
+	"github.com/pure1vault/vault-plugin-secrets-pure1/backend/purearray"
 )
 
 // Fields of config/<name>/rotate, beside the key fields it shares with
@@ -46,6 +47,12 @@ key and app_id throughout:
 
 Read shows the pending key (public key, fingerprint, when it was made); delete
 drops it. bootstrap/rotate-key.sh walks through all of it.
+
+Array configs: step 3 takes the new API client's client_id and key_id instead
+of app_id. With managed registration (admin_api_token) there are no steps:
+vault write -f pure1/config/NAME/rotate makes a new key and API client, enables
+and verifies it, switches to it and deletes the old client at the array; any
+failure before the switch leaves the working client in place.
 `
 )
 
@@ -87,6 +94,18 @@ func pathRotate(b *backend) []*framework.Path {
 			fieldAppID: {
 				Type:        framework.TypeString,
 				Description: "Step 3: the application ID Pure1 showed for the pending key's public key. Vault proves the pair with a token exchange, then promotes the pending key.",
+			},
+			fieldClientID: {
+				Type:        framework.TypeString,
+				Description: "Arrays, API client registered by an operator, step 3: the id of the new API client created with the pending key's public key (with key_id).",
+			},
+			fieldKeyID: {
+				Type:        framework.TypeString,
+				Description: "Arrays, step 3: the new API client's key_id.",
+			},
+			fieldIssuer: {
+				Type:        framework.TypeString,
+				Description: "Arrays, step 3: the new API client's issuer, when it differs from the active one's.",
 			},
 			fieldVerify: {
 				Type:        framework.TypeBool,
@@ -153,6 +172,42 @@ func (b *backend) pathRotateWrite(ctx context.Context, req *logical.Request, d *
 	rawAppID, hasAppID := d.GetOk(fieldAppID)
 	_, hasVerify := d.GetOk(fieldVerify)
 	bringsKey := ki.hasKey || ki.generate
+	e, err := readConfigEntry(ctx, req.Storage, name)
+	if err != nil {
+		return nil, err
+	}
+	if e == nil {
+		return configMissing(req.MountPoint, name), nil
+	}
+	arrayFields := presentFields(req, []string{fieldClientID, fieldKeyID, fieldIssuer})
+	switch {
+	case e.isArray() && hasAppID:
+		return logical.ErrorResponse("app_id is a Pure1 application's; config %q is a %s: name the new API client with client_id and key_id", name, e.Kind), nil
+	case !e.isArray() && len(arrayFields) > 0:
+		return logical.ErrorResponse("%s applies to array configs; config %q is a Pure1 application: promote with app_id", strings.Join(arrayFields, ", "), name), nil
+	case e.isArray() && e.Managed != nil && (len(arrayFields) > 0 || hasVerify):
+		return logical.ErrorResponse("config %q has an API client Vault registered itself: a rotation makes, verifies and switches to the new client on its own; "+
+			"write vault write -f %sconfig/%s/rotate (optionally with private_key=@new.pem or key_bits)", name, req.MountPoint, name), nil
+	case e.isArray() && e.Managed != nil:
+		return b.rotateManaged(ctx, req, name, ki)
+	case e.isArray() && bringsKey && len(arrayFields) > 0:
+		return logical.ErrorResponse("the pending key and its API client are two writes: first store the key (generate_key=true or private_key), " +
+			"create an API client with its public key on the array, then write that client's client_id and key_id here"), nil
+	case e.isArray() && len(arrayFields) > 0:
+		id := purearray.Identity{ClientID: strings.TrimSpace(d.Get(fieldClientID).(string)), KeyID: strings.TrimSpace(d.Get(fieldKeyID).(string)), Issuer: e.Issuer}
+		if v, ok := d.GetOk(fieldIssuer); ok {
+			id.Issuer = strings.TrimSpace(v.(string))
+		}
+		if err := id.Validate(); err != nil {
+			return logical.ErrorResponse(err.Error()), nil
+		}
+		for _, f := range []struct{ n, v string }{{fieldClientID, id.ClientID}, {fieldKeyID, id.KeyID}, {fieldIssuer, id.Issuer}} {
+			if err := checkLength(f.n, f.v, maxArrayFieldBytes); err != nil {
+				return logical.ErrorResponse(err.Error()), nil
+			}
+		}
+		return b.rotatePromote(ctx, req, name, promotion{array: id}, d.Get(fieldVerify).(bool))
+	}
 	switch {
 	case bringsKey && hasAppID:
 		return logical.ErrorResponse("the pending key and its app_id are two writes: first store the key (generate_key=true or private_key), " +
@@ -169,7 +224,7 @@ func (b *backend) pathRotateWrite(ctx context.Context, req *logical.Request, d *
 		if err := pure1.ValidateAppID(appID); err != nil {
 			return logical.ErrorResponse(err.Error()), nil
 		}
-		return b.rotatePromote(ctx, req, name, appID, d.Get(fieldVerify).(bool))
+		return b.rotatePromote(ctx, req, name, promotion{appID: appID}, d.Get(fieldVerify).(bool))
 	}
 	return logical.ErrorResponse("nothing to do: start a rotation with vault write %sconfig/%s/rotate generate_key=true (or private_key=@new.pem), "+
 		"and after registering its public key in Pure1, finish it with vault write %sconfig/%s/rotate app_id=<the new application ID>",
@@ -233,9 +288,15 @@ func (b *backend) rotateStorePending(ctx context.Context, req *logical.Request, 
 	// key, and because every config write goes through dropConfig.
 	b.dropConfig(name)
 
-	warnings = append(warnings, fmt.Sprintf("credentials are still issued with the active key (fingerprint %s) and app_id %q. Next: register public_key in Pure1 "+
-		"(Administration > API Registration > Register Application), then: vault write %sconfig/%s/rotate app_id=<the application ID Pure1 shows>",
-		activeFP, old.AppID, req.MountPoint, name))
+	if old.isArray() {
+		warnings = append(warnings, fmt.Sprintf("credentials are still issued with the active key (fingerprint %s) and API client %q. Next: create an API client with public_key "+
+			"on the array and enable it, then: vault write %sconfig/%s/rotate client_id=<its id> key_id=<its key_id>",
+			activeFP, old.ClientID, req.MountPoint, name))
+	} else {
+		warnings = append(warnings, fmt.Sprintf("credentials are still issued with the active key (fingerprint %s) and app_id %q. Next: register public_key in Pure1 "+
+			"(Administration > API Registration > Register Application), then: vault write %sconfig/%s/rotate app_id=<the application ID Pure1 shows>",
+			activeFP, old.AppID, req.MountPoint, name))
+	}
 	resp := &logical.Response{Data: rotateData(&entry)}
 	for _, w := range warnings {
 		resp.AddWarning(w)
@@ -243,9 +304,20 @@ func (b *backend) rotateStorePending(ctx context.Context, req *logical.Request, 
 	return resp, nil
 }
 
-// rotatePromote proves the pending key under appID with a live exchange
-// (unless verify is false) and only then makes it the active key.
-func (b *backend) rotatePromote(ctx context.Context, req *logical.Request, name, appID string, verify bool) (*logical.Response, error) {
+// promotion names the client a pending key is promoted under: a Pure1
+// application, or an array's API client.
+type promotion struct {
+	appID string
+	array purearray.Identity
+}
+
+// rotatePromote proves the pending key under p with a live exchange (unless
+// verify is false) and only then makes it the active key.
+func (b *backend) rotatePromote(ctx context.Context, req *logical.Request, name string, p promotion, verify bool) (*logical.Response, error) {
+	appID := p.appID
+	if appID == "" {
+		appID = p.array.ClientID // what messages and logs call the application
+	}
 	e, err := readConfigEntry(ctx, req.Storage, name)
 	if err != nil {
 		return nil, err
@@ -258,7 +330,10 @@ func (b *backend) rotatePromote(ctx context.Context, req *logical.Request, name,
 			"(or private_key=@new.pem); to change only the application ID of the active key, write app_id to %sconfig/%s",
 			name, req.MountPoint, name, req.MountPoint, name), nil
 	}
-	if appID == e.AppID {
+	if e.isArray() && p.array.ClientID == e.ClientID {
+		return logical.ErrorResponse("client_id %q is the active API client: the pending key (fingerprint %s) needs the new API client created with its own public key", appID, e.Pending.Fingerprint), nil
+	}
+	if !e.isArray() && appID == e.AppID {
 		return logical.ErrorResponse("app_id %q is the active key's application: the pending key (fingerprint %s) needs the application Pure1 "+
 			"created when its own public key was registered", appID, e.Pending.Fingerprint), nil
 	}
@@ -271,9 +346,23 @@ func (b *backend) rotatePromote(ctx context.Context, req *logical.Request, name,
 		return nil, fmt.Errorf("the stored pending key of config %q is unreadable (%w): drop it with vault delete %sconfig/%s/rotate and start again",
 			name, err, req.MountPoint, name)
 	}
-	signer, err := pure1.NewSigner(appID, pending)
-	if err != nil {
-		return logical.ErrorResponse(err.Error()), nil
+	var up upstream
+	if e.isArray() {
+		signer, err := purearray.NewSigner(p.array, pending)
+		if err != nil {
+			return logical.ErrorResponse(err.Error()), nil
+		}
+		arr, err := b.arrayFor(e)
+		if err != nil {
+			return logical.ErrorResponse("config %q: %v", name, err), nil
+		}
+		up = b.arrayUpstream(arr, e, signer, e.Username)
+	} else {
+		signer, err := pure1.NewSigner(appID, pending)
+		if err != nil {
+			return logical.ErrorResponse(err.Error()), nil
+		}
+		up = b.pure1Upstream(e.TokenURL, signer)
 	}
 
 	var (
@@ -281,7 +370,7 @@ func (b *backend) rotatePromote(ctx context.Context, req *logical.Request, name,
 		tok      *pure1.AccessToken
 	)
 	if verify {
-		tok, err = b.exchangeSigned(ctx, name, e.TokenURL, signer, "rotation of config "+name)
+		tok, err = b.exchangeSigned(ctx, name, up, "rotation of config "+name)
 		if err != nil {
 			if isContextErr(err) && !errors.Is(err, pure1.ErrUnavailable) {
 				return nil, err
@@ -310,7 +399,7 @@ func (b *backend) rotatePromote(ctx context.Context, req *logical.Request, name,
 	case cur.Pending == nil || cur.Pending.Fingerprint != pending.Fingerprint():
 		return logical.ErrorResponse("the pending key of config %q changed while it was being verified: nothing was promoted; "+
 			"read %sconfig/%s/rotate and promote the key shown there", name, req.MountPoint, name), nil
-	case verify && cur.TokenURL != e.TokenURL:
+	case verify && (cur.TokenURL != e.TokenURL || cur.ArrayURL != e.ArrayURL || cur.CACert != e.CACert || cur.Username != e.Username):
 		return logical.ErrorResponse("token_url of config %q changed while the pending key was being verified: nothing was promoted; write app_id again", name), nil
 	}
 
@@ -324,11 +413,18 @@ func (b *backend) rotatePromote(ctx context.Context, req *logical.Request, name,
 			KeyCreatedAt: cur.KeyCreatedAt,
 			RetiredAt:    now,
 		}
+		if cur.isArray() {
+			next.Previous.AppID = cur.ClientID
+		}
 	}
 	next.PrivateKey = cur.Pending.PrivateKey
 	next.KeySource = cur.Pending.KeySource
 	next.KeyCreatedAt = cur.Pending.CreatedAt
-	next.AppID = appID
+	if cur.isArray() {
+		next.ClientID, next.KeyID, next.Issuer = p.array.ClientID, p.array.KeyID, p.array.Issuer
+	} else {
+		next.AppID = appID
+	}
 	next.Pending = nil
 	c, err := newConfig(name, &next, pending)
 	if err != nil {
@@ -356,7 +452,10 @@ func (b *backend) rotatePromote(ctx context.Context, req *logical.Request, name,
 			data[fieldMaxRole] = tok.MaxRole
 		}
 	}
-	if p := next.Previous; p != nil && p.AppID != "" {
+	if p := next.Previous; p != nil && p.AppID != "" && cur.isArray() {
+		warnings = append(warnings, fmt.Sprintf("credentials are now issued with API client %q. Those issued under the previous client %q stay valid until they expire; "+
+			"after that, delete that API client on the array", appID, p.AppID))
+	} else if p != nil && p.AppID != "" {
 		warnings = append(warnings, fmt.Sprintf("credentials are now issued with app_id %q. Those issued under the previous app_id %q stay valid at Pure1 "+
 			"until they expire (access tokens live about 10 hours); after that, delete application %q in Pure1 (Administration > API Registration)",
 			appID, p.AppID, p.AppID))
@@ -420,6 +519,9 @@ func (b *backend) pathRotateRead(ctx context.Context, req *logical.Request, d *f
 func rotateData(e *configEntry) map[string]interface{} {
 	d := map[string]interface{}{
 		fieldActiveAppID: e.AppID,
+	}
+	if e.isArray() {
+		d[fieldActiveAppID] = e.ClientID
 	}
 	if p := e.Pending; p != nil {
 		d[fieldPublicKey] = p.PublicKey

@@ -76,6 +76,10 @@ func pathStaticRoles(b *backend) []*framework.Path {
 					Type:        framework.TypeString,
 					Description: "Name of the config (Pure1 application) whose key is exchanged for the token. Required.",
 				},
+				fieldUsername: {
+					Type:        framework.TypeString,
+					Description: "Array configs only, and required there: the array user whose rights the token carries (the JWT's sub).",
+				},
 				fieldRotationPeriod: {
 					Type:        framework.TypeDurationSecond,
 					Default:     int(defaultStaticRotationPeriod / time.Second),
@@ -174,6 +178,8 @@ var staticRoleResponses = map[int][]framework.Response{
 type staticRoleEntry struct {
 	Config         string        `json:"config"`
 	RotationPeriod time.Duration `json:"rotation_period"`
+	// Username is the array user of a static role on an array config.
+	Username string `json:"username,omitempty"`
 }
 
 func readStaticRoleEntry(ctx context.Context, s logical.Storage, name string) (*staticRoleEntry, error) {
@@ -195,6 +201,9 @@ func staticRoleStatus(r *staticRoleEntry, t *staticToken) map[string]interface{}
 	data := map[string]interface{}{
 		fieldConfig:         r.Config,
 		fieldRotationPeriod: int64(r.RotationPeriod / time.Second),
+	}
+	if r.Username != "" {
+		data[fieldUsername] = r.Username
 	}
 	if t == nil {
 		return data
@@ -276,6 +285,9 @@ func (b *backend) pathStaticRoleWrite(ctx context.Context, req *logical.Request,
 	if v, ok := d.GetOk(fieldRotationPeriod); ok {
 		r.RotationPeriod = time.Duration(v.(int)) * time.Second
 	}
+	if v, ok := d.GetOk(fieldUsername); ok {
+		r.Username = strings.TrimSpace(v.(string))
+	}
 	if msg := validateStaticRole(&r); msg != "" {
 		return logical.ErrorResponse(msg), nil
 	}
@@ -288,8 +300,12 @@ func (b *backend) pathStaticRoleWrite(ctx context.Context, req *logical.Request,
 			r.Config, req.MountPoint, r.Config), nil
 	}
 
-	if old != nil && old.Config != r.Config {
-		// The stored token belongs to the other config's application.
+	if msg := checkRoleUsername(r.Username, r.Config, cfg); msg != "" {
+		return logical.ErrorResponse(msg), nil
+	}
+	if old != nil && (old.Config != r.Config || old.Username != r.Username) {
+		// The stored token belongs to the other config's application, or
+		// carries another user's rights.
 		if err := req.Storage.Delete(ctx, staticTokenStoragePrefix+name); err != nil {
 			return nil, fmt.Errorf("deleting the token of static role %q: %w", name, err)
 		}
@@ -303,7 +319,7 @@ func (b *backend) pathStaticRoleWrite(ctx context.Context, req *logical.Request,
 	b.wakeStaticRefresher()
 
 	resp := &logical.Response{Data: staticRoleStatus(&r, nil)}
-	if cfg.AppID == "" {
+	if cfg.AppID == "" && !cfg.isArray() {
 		resp.AddWarning(fmt.Sprintf("config %q has no app_id yet: static-creds/%s will fail until it is written", r.Config, name))
 	}
 	return resp, nil

@@ -84,6 +84,11 @@ func (b *backend) runStaticRefresher(ctx context.Context, s logical.Storage) {
 		if next := b.refreshDueStatic(ctx, s); !next.IsZero() {
 			wait = min(wait, next.Sub(b.now()))
 		}
+		// Scheduled rotations of array configs ride on the same loop: one
+		// background worker per mount, started and stopped in one place.
+		if next := b.rotateDueConfigs(ctx, s); !next.IsZero() {
+			wait = min(wait, next.Sub(b.now()))
+		}
 		wait = max(wait, staticMinWait)
 		timer := time.NewTimer(wait)
 		select {

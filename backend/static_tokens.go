@@ -121,7 +121,7 @@ func (b *backend) refreshStatic(ctx context.Context, s logical.Storage, name str
 	switch {
 	case cfg == nil:
 		cfgErr = fmt.Errorf("%w: config %q does not exist", errStaticConfig, role.Config)
-	case cfg.signer == nil:
+	case !cfg.ready():
 		cfgErr = fmt.Errorf("%w: config %q has no app_id; register its public key in Pure1 and write app_id", errStaticConfig, role.Config)
 	}
 	if cfgErr != nil {
@@ -136,7 +136,7 @@ func (b *backend) refreshStatic(ctx context.Context, s logical.Storage, name str
 	// The flight's role label is static-roles/<name>: no dynamic role's name
 	// has a slash, so the two never share a flight or a series.
 	_, err = b.flights.do(ctx, flightKey(staticRoleStoragePrefix+name, cfg.identity), func(fctx context.Context) (*pure1.AccessToken, error) {
-		tok, xerr := b.exchangeWith(fctx, cfg, "static role "+name)
+		tok, xerr := b.exchangeWith(fctx, cfg, role.Username, "static role "+name)
 		_, err := b.storeStaticResult(fctx, s, name, role, cfg, tok, xerr)
 		b.metrics.observeStaticRefresh(name, role.Config, cmp.Or(xerr, err))
 		if err != nil {
@@ -178,7 +178,7 @@ func (b *backend) storeStaticResult(ctx context.Context, s logical.Storage, name
 			ExpiresAt:     tok.ExpiresAt,
 			Org:           tok.Org,
 			MaxRole:       tok.MaxRole,
-			AppID:         cfg.signer.AppID(),
+			AppID:         cfg.clientID(),
 			Config:        cur.Config,
 			Identity:      identityHash(cfg),
 			LastRefreshed: now,

@@ -8,6 +8,9 @@
 #   3. vault write pure1/config/main app_id=... token_url=<emulator>/oauth2/1.0/token
 #   4. roles: readonly (access_token) and readonly-jwt (jwt); static role fleet
 #   5. policy pure1-creds (bootstrap/policy-pure1-creds.hcl)
+#   6. with PURE1_ARRAY_ADDR: config fa, a FlashArray on which Vault registers
+#      its own API client with the array's API token (managed registration),
+#      and role fa-readonly (user pureuser)
 #
 # make dev runs it. Environment:
 #   VAULT_ADDR, VAULT_TOKEN   the Vault to set up (required)
@@ -17,6 +20,9 @@
 #   PURE1_MOUNT               default pure1
 #   PURE1_CONFIG              config name, default main
 #   PURE1_WORK_DIR            where the public key is saved (default .dev/bootstrap)
+#   PURE1_ARRAY_ADDR          an array's https:// address (`pure1-emulator array` prints it); optional
+#   PURE1_ARRAY_CA_FILE       PEM of the CA that signed the array's certificate
+#   PURE1_ARRAY_API_TOKEN_FILE  a file holding an array API token that may manage API clients
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -70,3 +76,15 @@ step "Policy pure1-creds (read $MOUNT/creds/* and $MOUNT/static-creds/*, nothing
 sed "s#\"pure1/#\"$MOUNT/#" "$HERE/policy-pure1-creds.hcl" |
   "$VAULT" policy write pure1-creds - >/dev/null
 ok "policy written"
+
+if [[ -n "${PURE1_ARRAY_ADDR:-}" ]]; then
+  : "${PURE1_ARRAY_CA_FILE:?set PURE1_ARRAY_CA_FILE to the PEM of the CA that signed the array certificate}"
+  : "${PURE1_ARRAY_API_TOKEN_FILE:?set PURE1_ARRAY_API_TOKEN_FILE to a file holding the array API token}"
+  step "vault write $MOUNT/config/fa kind=flasharray array_url=$PURE1_ARRAY_ADDR ca_cert=@... admin_api_token=@... (managed registration)"
+  # The token from a file (@), never the command line, which ps shows.
+  "$VAULT" write "$MOUNT/config/fa" kind=flasharray array_url="$PURE1_ARRAY_ADDR" ca_cert=@"$PURE1_ARRAY_CA_FILE" \
+    username=pureuser admin_api_token=@"$PURE1_ARRAY_API_TOKEN_FILE" max_role=readonly access_token_ttl=1h >/dev/null
+  ok "Vault registered API client $("$VAULT" read -field=api_client_name "$MOUNT/config/fa") (id $("$VAULT" read -field=client_id "$MOUNT/config/fa")) and verified it"
+  "$VAULT" write "$MOUNT/roles/fa-readonly" config=fa username=pureuser >/dev/null
+  ok "role fa-readonly: FlashArray access tokens of user pureuser"
+fi

@@ -12,7 +12,9 @@
 #      public key registered with the emulator, roles readonly (access_token)
 #      and readonly-jwt (jwt);
 #   5. reads pure1/creds/readonly and calls the emulated Pure1 API with the
-#      access token;
+#      access token; beside it an emulated FlashArray (pure1-emulator array,
+#      TLS with its own CA) on which Vault registers its own API client
+#      (config fa, role fa-readonly), and reads and uses a token there too;
 #   6. prints the export lines to try more, then stays in the foreground
 #      until Ctrl-C, which stops everything it started.
 #
@@ -50,12 +52,13 @@ unset VAULT_NAMESPACE VAULT_FORMAT VAULT_CACERT VAULT_CAPATH VAULT_CLIENT_CERT \
 
 # ---- a previous make dev ------------------------------------------------------
 
-if running vault >/dev/null || running emulator >/dev/null || running agent >/dev/null; then
+if running vault >/dev/null || running emulator >/dev/null || running array >/dev/null || running agent >/dev/null; then
   step "A previous 'make dev' is running: stopping it first"
   "$ROOT/scripts/dev-stop.sh"
 fi
 rm -rf "${LOG_DIR:?}" "${DEV_DIR:?}/plugins" "${DEV_DIR:?}/home" "$DEV_DIR/bootstrap" "$DEV_DIR/agent" \
-  "$DEV_DIR/env" "$DEV_DIR/emulator.addr" "$DEV_DIR/vault.addr" "$DEV_DIR/vault.hcl"
+  "$DEV_DIR/env" "$DEV_DIR/emulator.addr" "$DEV_DIR/vault.addr" "$DEV_DIR/vault.hcl" \
+  "$DEV_DIR/array.addr" "$DEV_DIR/array-ca.pem" "$DEV_DIR/array-api-token"
 mkdir -p "$DEV_DIR/run" "$LOG_DIR" "$DEV_DIR/plugins" "$DEV_DIR/home"
 
 # ---- stop everything on the way out (unless detached and ready) ------------------
@@ -63,6 +66,7 @@ mkdir -p "$DEV_DIR/run" "$LOG_DIR" "$DEV_DIR/plugins" "$DEV_DIR/home"
 READY=0
 TAKEN_OVER=0
 EMU_PID=
+ARRAY_PID=
 VAULT_PID=
 cleanup() {
   local rc=$?
@@ -74,6 +78,7 @@ cleanup() {
   step "Stopping what 'make dev' started"
   stop_mine vault "${VAULT_PID:-}"
   stop_mine emulator "${EMU_PID:-}"
+  stop_mine array "${ARRAY_PID:-}"
   ok "stopped (logs kept in ${LOG_DIR#"$ROOT"/})"
   exit "$rc"
 }
@@ -108,6 +113,18 @@ fi
 EMU="$(tr -d '[:space:]' <"$DEV_DIR/emulator.addr")"
 wait_for_http "$EMU/emulator/health" 20 "$EMU_PID" || { log_tail "$LOG_DIR/emulator.log"; die "the emulator does not answer at $EMU"; }
 ok "emulator at $EMU (pid $EMU_PID, log ${LOG_DIR#"$ROOT"/}/emulator.log)"
+
+step "Starting the FlashArray emulator (TLS with its own CA)"
+start_bg array "$LOG_DIR/array.log" \
+  "$EMULATOR_BIN" array -listen 127.0.0.1:0 -addr-file "$DEV_DIR/array.addr" \
+  -ca-file "$DEV_DIR/array-ca.pem" -api-token-file "$DEV_DIR/array-api-token" -users pureuser,ops
+ARRAY_PID=$START_BG_PID
+if ! wait_for_file "$DEV_DIR/array.addr" 20 "$ARRAY_PID"; then
+  log_tail "$LOG_DIR/array.log"
+  die "the FlashArray emulator did not start"
+fi
+ARRAY="$(tr -d '[:space:]' <"$DEV_DIR/array.addr")"
+ok "FlashArray emulator at $ARRAY (pid $ARRAY_PID, CA in ${DEV_DIR#"$ROOT"/}/array-ca.pem, log ${LOG_DIR#"$ROOT"/}/array.log)"
 
 # ---- 2. Vault -------------------------------------------------------------------------------
 
@@ -156,6 +173,7 @@ ok "mounted at $MOUNT/ (running version $running_version)"
 step "Bootstrapping: bootstrap/dev-bootstrap.sh"
 VAULT_BIN="$VAULT" PURE1_EMULATOR_ADDR="$EMU" PURE1_EMULATOR_BIN="$EMULATOR_BIN" \
   PURE1_MOUNT="$MOUNT" PURE1_WORK_DIR="$DEV_DIR/bootstrap" \
+  PURE1_ARRAY_ADDR="$ARRAY" PURE1_ARRAY_CA_FILE="$DEV_DIR/array-ca.pem" PURE1_ARRAY_API_TOKEN_FILE="$DEV_DIR/array-api-token" \
   "$ROOT/bootstrap/dev-bootstrap.sh" 2>&1 | sed 's/^/    | /'
 
 # ---- 5. show it working -----------------------------------------------------------------------
@@ -171,6 +189,15 @@ if ! body="$(curl -fsS -H "Authorization: Bearer $TOKEN" "$EMU/api/1.latest/arra
 fi
 info "$body"
 ok "the emulator accepted the token"
+
+step "vault read $MOUNT/creds/fa-readonly   (a FlashArray access token, from the API client Vault registered)"
+ATOKEN="$("$VAULT" read -field=access_token "$MOUNT/creds/fa-readonly")"
+info "curl --cacert .dev/array-ca.pem -H \"Authorization: Bearer \$TOKEN\" $ARRAY/api/2.30/arrays"
+if ! body="$(curl -fsS --cacert "$DEV_DIR/array-ca.pem" -H "Authorization: Bearer $ATOKEN" "$ARRAY/api/2.30/arrays")"; then
+  die "the FlashArray emulator refused the access token Vault issued"
+fi
+info "$body"
+ok "the FlashArray emulator accepted the token"
 
 step "vault read $MOUNT/static-creds/fleet   (one token shared by every reader, no lease)"
 "$VAULT" read "$MOUNT/static-creds/fleet" | sed -e 's/^/    /' -e 's/\(access_token *\)\(.\{24\}\).*/\1\2... (shortened here)/'
@@ -192,6 +219,7 @@ cat >"$DEV_DIR/env" <<EOF
 export VAULT_ADDR=$VAULT_ADDR
 export VAULT_TOKEN=$ROOT_TOKEN
 export PURE1_EMULATOR_ADDR=$EMU
+export PURE1_ARRAY_ADDR=$ARRAY
 export PATH="$PATH_ADD:\$PATH"
 EOF
 
@@ -202,8 +230,8 @@ cat <<EOF
 
 $(step "Ready. To try more, in another shell:")
     export VAULT_ADDR=$VAULT_ADDR VAULT_TOKEN=$ROOT_TOKEN
-    export PURE1_EMULATOR_ADDR=$EMU
-    export PATH="$PATH_ADD:\$PATH"      # (or all three: source .dev/env)
+    export PURE1_EMULATOR_ADDR=$EMU PURE1_ARRAY_ADDR=$ARRAY
+    export PATH="$PATH_ADD:\$PATH"      # (or all of it: source .dev/env)
 
     vault read pure1/creds/readonly
     vault read -format=json pure1/creds/readonly-jwt
@@ -211,8 +239,15 @@ $(step "Ready. To try more, in another shell:")
     curl -H "Authorization: Bearer \$(vault read -field=access_token pure1/creds/readonly)" \\
          \$PURE1_EMULATOR_ADDR/api/1.latest/arrays
     pure1-emulator fault -kind status -status 503 -count 2    # make Pure1 misbehave
+
     pure1-emulator stats
     vault read pure1/metrics                                     # what the engine did: the Prometheus series as JSON
+
+    # The FlashArray: Vault registered API client vault-fa itself; rotate it with no person in the middle
+    vault read pure1/config/fa
+    curl --cacert .dev/array-ca.pem -H "Authorization: Bearer \$(vault read -field=access_token pure1/creds/fa-readonly)" \\
+         \$PURE1_ARRAY_ADDR/api/2.30/arrays
+    vault write -f pure1/config/fa/rotate                      # new key, new client, verified, old client deleted
     (cd .dev/agent && vault agent -config=agent.hcl)           # Vault Agent renders .dev/agent/pure1-access-token
 
     # Pure's Python SDK with Vault's JWT (once, as root: scripts/install-sdk-deps.sh)
@@ -221,7 +256,7 @@ $(step "Ready. To try more, in another shell:")
     # a CI pipeline's login: Vault's JWT auth as GitHub Actions and GitLab CI use it
     bootstrap/ci/try-ci-login.sh github                          # or gitlab; see bootstrap/ci/
 
-    Logs: .dev/logs/vault.log, .dev/logs/emulator.log
+    Logs: .dev/logs/vault.log, .dev/logs/emulator.log, .dev/logs/array.log
 EOF
 
 if [[ "$DETACH" == 1 ]]; then
@@ -231,11 +266,11 @@ if [[ "$DETACH" == 1 ]]; then
 fi
 
 echo
-step "Running in the foreground; Ctrl-C stops the emulator and Vault."
+step "Running in the foreground; Ctrl-C stops the emulators and Vault."
 info "(DEV_DETACH=1 make dev leaves them running for make dev-stop instead.)"
 # Poll rather than block, so Ctrl-C is handled at once and a crash is noticed.
 while true; do
-  if ! alive "$VAULT_PID" || ! alive "$EMU_PID"; then
+  if ! alive "$VAULT_PID" || ! alive "$EMU_PID" || ! alive "$ARRAY_PID"; then
     sleep 0.5 # a make dev taking over stops them first, then rewrites the pid files
   fi
   if taken_over; then
@@ -250,6 +285,10 @@ while true; do
   if ! alive "$EMU_PID"; then
     log_tail "$LOG_DIR/emulator.log"
     die "the emulator exited unexpectedly"
+  fi
+  if ! alive "$ARRAY_PID"; then
+    log_tail "$LOG_DIR/array.log"
+    die "the FlashArray emulator exited unexpectedly"
   fi
   sleep 1 &
   wait $! || true

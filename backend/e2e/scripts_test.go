@@ -150,14 +150,15 @@ func TestDevScript(t *testing.T) {
 	t.Run("detached", func(t *testing.T) {
 		out := runScript(t, filepath.Join(root, "scripts", "dev.sh"), nil, append(env, "DEV_DETACH=1"))
 		t.Logf("dev.sh:\n%s", out)
-		for _, want := range []string{"export VAULT_ADDR=", "VAULT_TOKEN=root", "the emulator accepted the token", "make dev-stop"} {
+		for _, want := range []string{"export VAULT_ADDR=", "VAULT_TOKEN=root", "the emulator accepted the token",
+			"the FlashArray emulator accepted the token", "vault write -f pure1/config/fa/rotate", "make dev-stop"} {
 			if !strings.Contains(out, want) {
 				t.Errorf("dev.sh output lacks %q", want)
 			}
 		}
 		pids := devPids(t, devDir)
-		if len(pids) != 2 {
-			t.Fatalf("pid files in %s/run: %v, want vault and emulator", devDir, pids)
+		if len(pids) != 3 {
+			t.Fatalf("pid files in %s/run: %v, want vault, emulator and array", devDir, pids)
 		}
 		vaultAddr := envFileValue(t, filepath.Join(devDir, "env"), "VAULT_ADDR")
 		dv := AttachVault(t, vaultAddr, "root")
@@ -200,8 +201,8 @@ func TestDevScript(t *testing.T) {
 			return strings.Contains(p.Log(), "Ctrl-C stops"), "not ready yet"
 		})
 		pids := devPids(t, devDir)
-		if len(pids) != 2 {
-			t.Fatalf("pid files: %v", pids)
+		if len(pids) != 3 {
+			t.Fatalf("pid files: %v, want vault, emulator and array", pids)
 		}
 		// Ctrl-C: the terminal signals the whole foreground process group.
 		syscall.Kill(-p.Pid(), syscall.SIGINT)

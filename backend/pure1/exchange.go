@@ -128,6 +128,12 @@ type HTTPExchangerOptions struct {
 	// Pure1 and loopback only. Exchange checks it before every request, so
 	// a stored token_url whose host is no longer allowed gets nothing.
 	Hosts HostPolicy
+	// URLField names the setting that holds the URL, in messages; default
+	// token_url. TLSHint replaces the advice given when the endpoint's
+	// certificate is signed by an authority not trusted (an array's own CA
+	// is the config's ca_cert, not the system's trust store).
+	URLField string
+	TLSHint  string
 }
 
 // HTTPExchanger is the Exchanger that talks to Pure1 over HTTP. It is safe for
@@ -135,6 +141,8 @@ type HTTPExchangerOptions struct {
 type HTTPExchanger struct {
 	client *http.Client
 	hosts  HostPolicy
+	field  string
+	hint   string
 	retry  RetryPolicy
 	logger hclog.Logger
 	now    func() time.Time
@@ -176,7 +184,11 @@ func NewHTTPExchanger(opts HTTPExchangerOptions) *HTTPExchanger {
 	if now == nil {
 		now = time.Now
 	}
-	return &HTTPExchanger{client: client, hosts: opts.Hosts, retry: retry, logger: logger, now: now}
+	field := opts.URLField
+	if field == "" {
+		field = "token_url"
+	}
+	return &HTTPExchanger{client: client, hosts: opts.Hosts, field: field, hint: opts.TLSHint, retry: retry, logger: logger, now: now}
 }
 
 // CloseIdleConnections drops the kept-alive connections to the token
@@ -192,7 +204,7 @@ func (e *HTTPExchanger) Exchange(ctx context.Context, tokenURL, subjectJWT strin
 	// Checked here as well as where token_url is written: the allowed hosts
 	// are read at plugin start, and a config stored before they changed
 	// must not get a JWT sent to a host that is no longer allowed.
-	if err := e.hosts.Check("token_url", tokenURL); err != nil {
+	if err := e.hosts.Check(e.field, tokenURL); err != nil {
 		return nil, fmt.Errorf("%w: no request was sent: %w", ErrRejected, err)
 	}
 	form := url.Values{
@@ -292,7 +304,7 @@ func (e *HTTPExchanger) attempt(ctx context.Context, tokenURL, form string) (tok
 	sent := e.now()
 	resp, err = e.client.Do(req)
 	if err != nil {
-		if why := permanentNetError(err); why != "" {
+		if why := PermanentNetError(err, e.field, e.hint); why != "" {
 			return nil, fmt.Errorf("%w: POST %s: %v (%w: %s)", ErrUnavailable, safeURL(tokenURL), describeNetErr(err), errPermanentNet, why)
 		}
 		return nil, fmt.Errorf("POST %s: %v", safeURL(tokenURL), describeNetErr(err))
@@ -333,10 +345,11 @@ func redactURLError(err error) error {
 // errPermanentNet marks a network failure that no retry can mend.
 var errPermanentNet = errors.New("not retried")
 
-// permanentNetError says why err will fail again however often it is tried,
+// PermanentNetError says why err will fail again however often it is tried,
 // or "" when it may be transient: a certificate that does not verify, or a
-// host name that does not exist.
-func permanentNetError(err error) string {
+// host name that does not exist. field names the URL's setting; tlsHint, when
+// set, replaces the advice for an untrusted certificate authority.
+func PermanentNetError(err error, field, tlsHint string) string {
 	var (
 		unknownCA   x509.UnknownAuthorityError
 		hostErr     x509.HostnameError
@@ -345,15 +358,21 @@ func permanentNetError(err error) string {
 		dnsErr      *net.DNSError
 		certErrText = "the token endpoint's TLS certificate does not verify"
 	)
+	if field == "array_url" {
+		certErrText = "the array's TLS certificate does not verify"
+	}
+	if tlsHint == "" {
+		tlsHint = "check " + field + ", or add the CA to the system's trust store"
+	}
 	switch {
 	case errors.As(err, &unknownCA):
-		return certErrText + ": it is signed by an authority this host does not trust; check token_url, or add the CA to the system's trust store"
+		return certErrText + ": it is signed by an authority this host does not trust; " + tlsHint
 	case errors.As(err, &hostErr):
-		return certErrText + ": it is not valid for the host in token_url; check token_url"
+		return certErrText + ": it is not valid for the host in " + field + "; check " + field
 	case errors.As(err, &invalidErr), errors.As(err, &verifyErr):
-		return certErrText + "; check token_url and this host's clock"
+		return certErrText + "; check " + field + ", " + tlsHint + ", and this host's clock"
 	case errors.As(err, &dnsErr) && dnsErr.IsNotFound:
-		return "the host name in token_url does not exist (DNS: no such host); check token_url"
+		return "the host name in " + field + " does not exist (DNS: no such host); check " + field
 	}
 	return ""
 }

@@ -112,3 +112,20 @@ func SignJWT(appID string, key *Key, iat, exp int64) (string, error) {
 	}
 	return token, nil
 }
+
+// SignJWTWithKeyID signs claims with key (RS256) under a header that names
+// the key with kid. Pure1 identifies the key by iss alone; a FlashArray or
+// FlashBlade API client needs the kid the array assigned (backend/purearray),
+// so the one RSA signing path serves both.
+func SignJWTWithKeyID(key *Key, kid string, claims jwt.Claims) (string, error) {
+	if key == nil {
+		return "", errors.New("no private key")
+	}
+	t := jwt.NewWithClaims(jwt.SigningMethodRS256, claims)
+	t.Header["kid"] = kid
+	token, err := t.SignedString(key.priv)
+	if err != nil {
+		return "", fmt.Errorf("signing the JWT: %w", err)
+	}
+	return token, nil
+}

@@ -69,6 +69,16 @@ func ParseTokenResponse(status int, header http.Header, body []byte, sent, recei
 		return nil, fmt.Errorf("%w: the body is not JSON (%s)", ErrBadResponse, trimForMessage(body[:min(len(body), 40)]))
 	}
 	if r.AccessToken == "" {
+		// FlashArray and FlashBlade answer either plainly or, like the rest
+		// of their REST 2 API, as {"items":[{...}]}.
+		var wrapped struct {
+			Items []tokenResponse `json:"items"`
+		}
+		if json.Unmarshal(body, &wrapped) == nil && len(wrapped.Items) == 1 {
+			r = wrapped.Items[0]
+		}
+	}
+	if r.AccessToken == "" {
 		return nil, fmt.Errorf("%w: no access_token in the answer", ErrBadResponse)
 	}
 	if r.ExpiresIn == nil || *r.ExpiresIn <= 0 {

@@ -6,6 +6,8 @@
 //	pure1-emulator register -addr URL [-public-key FILE] [-max-role viewer] [-name NAME]
 //	pure1-emulator fault    -addr URL -kind K [-status N] [-retry-after S] [-delay D] [-count N] | -clear
 //	pure1-emulator stats    -addr URL [-reset]
+//	pure1-emulator array    [-listen 127.0.0.1:0] [-addr-file PATH] -ca-file PATH -api-token-file PATH
+//	                        [-users pureuser,ops] [-wrap-token] [-quiet]
 //
 // Client subcommands read the address from $PURE1_EMULATOR_ADDR when -addr is
 // not given.
@@ -68,11 +70,13 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		return fault(args, stderr)
 	case "stats":
 		return stats(args, stdout, stderr)
+	case "array":
+		return serveArray(args, stdout, stderr)
 	case "help":
-		fmt.Fprintln(stdout, "usage: pure1-emulator [serve|register|fault|stats] [flags]; run a subcommand with -h for its flags")
+		fmt.Fprintln(stdout, "usage: pure1-emulator [serve|register|fault|stats|array] [flags]; run a subcommand with -h for its flags")
 		return nil
 	}
-	return usagef("unknown subcommand %q; use serve, register, fault or stats", cmd)
+	return usagef("unknown subcommand %q; use serve, register, fault, stats or array", cmd)
 }
 
 func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {

@@ -1,0 +1,292 @@
+package backend
+
+import (
+	"context"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/pure1vault/vault-plugin-secrets-pure1/backend/pure1"
+	"github.com/pure1vault/vault-plugin-secrets-pure1/backend/purearray"
+)
+
+// fakeArray is a deterministic purearray.Array: API clients in a map, the
+// token endpoint verifying what a real array verifies (kid, aud, iss, sub,
+// signature, enabled), and failures injected per step.
+type fakeArray struct {
+	mu         sync.Mutex
+	now        func() time.Time
+	adminToken string
+	users      map[string]bool
+	clients    map[string]*fakeClient // by name
+	nextID     int
+	// fail makes the named step fail once set: login, create, enable,
+	// delete, exchange (every exchange), verify-new (an exchange by a client
+	// that has not yet issued a token).
+	fail      map[string]error
+	exchanges int
+	dialed    []purearray.Options
+}
+
+type fakeClient struct {
+	purearray.APIClient
+	pub    *rsa.PublicKey
+	issued int
+}
+
+const fakeAdminToken = "fake-admin-api-token-0123456789"
+
+func newFakeArray(now func() time.Time) *fakeArray {
+	return &fakeArray{
+		now:        now,
+		adminToken: fakeAdminToken,
+		users:      map[string]bool{"pureuser": true, "ops": true},
+		clients:    map[string]*fakeClient{},
+		fail:       map[string]error{},
+	}
+}
+
+var errFakeStep = &pure1.APIError{StatusCode: http.StatusBadRequest, Description: "injected failure"}
+
+func (f *fakeArray) dial(o purearray.Options) (purearray.Array, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.dialed = append(f.dialed, o)
+	return f, nil
+}
+
+func (f *fakeArray) failing(step string) error {
+	if err, ok := f.fail[step]; ok {
+		return fmt.Errorf("%s: %w", step, err)
+	}
+	return nil
+}
+
+func (f *fakeArray) Exchange(_ context.Context, tokenURL, subjectJWT string) (*pure1.AccessToken, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.exchanges++
+	if err := f.failing("exchange"); err != nil {
+		return nil, err
+	}
+	if !strings.HasSuffix(tokenURL, purearray.TokenPath) {
+		return nil, &pure1.APIError{StatusCode: 404, Description: "not the token endpoint: " + tokenURL}
+	}
+	reject := func(why string) error {
+		return &pure1.APIError{StatusCode: http.StatusUnauthorized, Code: "invalid_client", Description: why}
+	}
+	var client *fakeClient
+	tok, err := jwt.Parse(subjectJWT, func(t *jwt.Token) (interface{}, error) {
+		kid, _ := t.Header["kid"].(string)
+		for _, c := range f.clients {
+			if c.KeyID == kid {
+				client = c
+				return c.pub, nil
+			}
+		}
+		return nil, errors.New("unknown kid")
+	}, jwt.WithValidMethods([]string{"RS256"}), jwt.WithTimeFunc(f.now), jwt.WithIssuedAt())
+	if err != nil {
+		return nil, reject("JWT does not verify: " + err.Error())
+	}
+	claims := tok.Claims.(jwt.MapClaims)
+	aud, _ := claims["aud"].(string)
+	iss, _ := claims["iss"].(string)
+	sub, _ := claims["sub"].(string)
+	switch {
+	case aud != client.ID:
+		return nil, reject("aud is not the client's id")
+	case iss != client.Issuer:
+		return nil, reject("iss is not the client's issuer")
+	case !f.users[sub]:
+		return nil, reject("no such user " + sub)
+	case !client.Enabled:
+		return nil, reject("API client is disabled")
+	}
+	if client.issued == 0 {
+		if err := f.failing("verify-new"); err != nil {
+			return nil, err
+		}
+	}
+	client.issued++
+	ttl := time.Duration(client.AccessTokenTTLMS) * time.Millisecond
+	if ttl == 0 {
+		ttl = 24 * time.Hour
+	}
+	return &pure1.AccessToken{
+		Token:     fmt.Sprintf("array-token/%s/%s/%d", client.Name, sub, client.issued),
+		TokenType: "Bearer",
+		ExpiresIn: ttl,
+		ExpiresAt: f.now().Add(ttl).Truncate(time.Second).UTC(),
+	}, nil
+}
+
+func (f *fakeArray) Admin(_ context.Context, apiToken string) (purearray.Admin, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.failing("login"); err != nil {
+		return nil, err
+	}
+	if apiToken != f.adminToken {
+		return nil, &pure1.APIError{StatusCode: http.StatusUnauthorized, Description: "invalid api token"}
+	}
+	return fakeAdmin{f}, nil
+}
+
+type fakeAdmin struct{ f *fakeArray }
+
+func (a fakeAdmin) CreateAPIClient(_ context.Context, c purearray.NewAPIClient) (*purearray.APIClient, error) {
+	f := a.f
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.failing("create"); err != nil {
+		return nil, err
+	}
+	if _, ok := f.clients[c.Name]; ok {
+		return nil, &pure1.APIError{StatusCode: 400, Description: "name already in use"}
+	}
+	blk, _ := pem.Decode([]byte(c.PublicKeyPEM))
+	if blk == nil {
+		return nil, &pure1.APIError{StatusCode: 400, Description: "public_key is not PEM"}
+	}
+	pub, err := x509.ParsePKIXPublicKey(blk.Bytes)
+	if err != nil {
+		return nil, &pure1.APIError{StatusCode: 400, Description: "public_key: " + err.Error()}
+	}
+	f.nextID++
+	fc := &fakeClient{pub: pub.(*rsa.PublicKey), APIClient: purearray.APIClient{
+		Name: c.Name, ID: fmt.Sprintf("client-%d", f.nextID), KeyID: fmt.Sprintf("key-%d", f.nextID),
+		Issuer: c.Issuer, MaxRole: []byte(`"` + c.MaxRole + `"`), AccessTokenTTLMS: c.AccessTokenTTL.Milliseconds(),
+	}}
+	f.clients[c.Name] = fc
+	out := fc.APIClient
+	return &out, nil
+}
+
+func (a fakeAdmin) EnableAPIClient(_ context.Context, name string) (*purearray.APIClient, error) {
+	f := a.f
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.failing("enable"); err != nil {
+		return nil, err
+	}
+	c, ok := f.clients[name]
+	if !ok {
+		return nil, &pure1.APIError{StatusCode: 400, Description: "no such client"}
+	}
+	c.Enabled = true
+	out := c.APIClient
+	return &out, nil
+}
+
+func (a fakeAdmin) GetAPIClient(_ context.Context, name string) (*purearray.APIClient, error) {
+	f := a.f
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c, ok := f.clients[name]
+	if !ok {
+		return nil, nil
+	}
+	out := c.APIClient
+	return &out, nil
+}
+
+func (a fakeAdmin) DeleteAPIClient(_ context.Context, name string) error {
+	f := a.f
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.failing("delete"); err != nil {
+		return err
+	}
+	if _, ok := f.clients[name]; !ok {
+		return &pure1.APIError{StatusCode: 400, Description: "no such client"}
+	}
+	delete(f.clients, name)
+	return nil
+}
+
+// register adds a client an operator made, enabled, for key k.
+func (f *fakeArray) register(name, issuer string, k *keyFixture) *purearray.APIClient {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.nextID++
+	c := &fakeClient{pub: &k.priv.PublicKey, APIClient: purearray.APIClient{
+		Name: name, ID: fmt.Sprintf("client-%d", f.nextID), KeyID: fmt.Sprintf("key-%d", f.nextID), Issuer: issuer, Enabled: true,
+	}}
+	f.clients[name] = c
+	out := c.APIClient
+	return &out
+}
+
+// clientNames lists the clients on the array, with (disabled) marked.
+func (f *fakeArray) clientNames() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for n, c := range f.clients {
+		if !c.Enabled {
+			n += " (disabled)"
+		}
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (f *fakeArray) setFail(step string, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err == nil {
+		delete(f.fail, step)
+		return
+	}
+	f.fail[step] = err
+}
+
+// newArrayEnv is a backend whose arrays are one fakeArray, and whose key
+// generation hands out the key fixtures in turn (A, B, C, A, ...): distinct
+// keys for consecutive rotations without seconds of RSA work each.
+func newArrayEnv(t testing.TB, opts envOptions) (*testEnv, *fakeArray) {
+	t.Helper()
+	if opts.clock == nil {
+		opts.clock = newClock(testEpoch)
+	}
+	fa := newFakeArray(opts.clock.Now)
+	env := newTestEnvWith(t, opts, func(o *Options) { o.DialArray = fa.dial })
+	var mu sync.Mutex
+	next := 0
+	env.b.generateKey = func(int) (*pure1.Key, error) {
+		mu.Lock()
+		k := []*keyFixture{keyA(), keyB(), keyC()}[next%3]
+		next++
+		mu.Unlock()
+		return pure1.ParsePrivateKey([]byte(k.pkcs8), nil)
+	}
+	return env, fa
+}
+
+const testArrayURL = "https://127.0.0.1:8443"
+
+// managedArrayConfig is the write of a managed FlashArray config.
+func managedArrayConfig(extra map[string]interface{}) map[string]interface{} {
+	d := map[string]interface{}{
+		fieldKind:          purearray.KindFlashArray,
+		fieldArrayURL:      testArrayURL,
+		fieldUsername:      "pureuser",
+		fieldAdminAPIToken: fakeAdminToken,
+	}
+	for k, v := range extra {
+		d[k] = v
+	}
+	return d
+}
