@@ -36,6 +36,7 @@ type fakeArray struct {
 	fail      map[string]error
 	exchanges int
 	dialed    []purearray.Options
+	created   []purearray.NewAPIClient // every create asked for, in order
 }
 
 type fakeClient struct {
@@ -164,6 +165,7 @@ func (a fakeAdmin) CreateAPIClient(_ context.Context, c purearray.NewAPIClient) 
 		return nil, &pure1.APIError{StatusCode: 400, Description: "public_key: " + err.Error()}
 	}
 	f.nextID++
+	f.created = append(f.created, c)
 	fc := &fakeClient{pub: pub.(*rsa.PublicKey), APIClient: purearray.APIClient{
 		Name: c.Name, ID: fmt.Sprintf("client-%d", f.nextID), KeyID: fmt.Sprintf("key-%d", f.nextID),
 		Issuer: c.Issuer, MaxRole: []byte(`"` + c.MaxRole + `"`), AccessTokenTTLMS: c.AccessTokenTTL.Milliseconds(),

@@ -57,9 +57,10 @@ func (b *backend) rotateManagedConfig(ctx context.Context, s logical.Storage, mo
 		return logical.ErrorResponse("private_key is the active key of config %q: a rotation needs a new key pair; use generate_key=true", name), false, nil
 	}
 
-	newName := old.Managed.BaseName + "-" + strconv.FormatInt(b.now().Unix(), 10)
+	sep := clientNameSeparator(old.Kind)
+	newName := old.Managed.BaseName + sep + strconv.FormatInt(b.now().Unix(), 10)
 	if newName == old.Managed.Name {
-		newName += "-2" // two rotations within a second
+		newName += sep + "2" // two rotations within a second
 	}
 	entry := *old
 	registered, err := b.registerManaged(ctx, name, &entry, key, newName)
@@ -193,6 +194,8 @@ func (b *backend) registerManaged(ctx context.Context, config string, e *configE
 		PublicKeyPEM:   key.PublicKeyPEM(),
 		MaxRole:        e.Managed.MaxRole,
 		AccessTokenTTL: e.Managed.AccessTokenTTL,
+		// FlashBlade names the role by reference, FlashArray by string.
+		MaxRoleAsReference: e.Kind == purearray.KindFlashBlade,
 	}
 	return purearray.Register(ctx, admin, spec, func(ctx context.Context, id purearray.Identity) error {
 		signer, err := purearray.NewSigner(id, key)

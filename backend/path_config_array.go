@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"regexp"
 	"strings"
 	"time"
 
@@ -42,6 +43,20 @@ const (
 const (
 	kindPure1 = "pure1"
 )
+
+// flashBladeClientName is what a FlashBlade takes as an API client name:
+// letters, digits and '_', at most 56 characters (as Pure's FlashBlade
+// Ansible collection checks it). No '-' or '.', which a FlashArray takes.
+var flashBladeClientName = regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9_]{0,54}[a-zA-Z0-9])?$`)
+
+// clientNameSeparator joins a managed client's base name and the time of a
+// rotation: a character both the array and the name rules accept.
+func clientNameSeparator(kind string) string {
+	if kind == purearray.KindFlashBlade {
+		return "_"
+	}
+	return "-"
+}
 
 // Array API client roles, as FlashArray and FlashBlade name them.
 var arrayMaxRoles = []string{"readonly", "ops_admin", "storage_admin", "array_admin"}
@@ -550,6 +565,9 @@ func mergeArrayWrite(name string, old *configEntry, w *arrayWrite) (configEntry,
 		}
 		if len(m.BaseName) > maxClientNameBytes {
 			return e, fmt.Sprintf("api_client_name %q is longer than %d characters: give a shorter api_client_name", m.BaseName, maxClientNameBytes)
+		}
+		if e.Kind == purearray.KindFlashBlade && !flashBladeClientName.MatchString(m.BaseName) {
+			return e, fmt.Sprintf("api_client_name %q is not a FlashBlade API client name: use letters, digits and '_' only (no '-' or '.')", printable(m.BaseName))
 		}
 		if w.hasMaxRole {
 			m.MaxRole = w.maxRole

@@ -428,3 +428,36 @@ func TestArrayCheckAndStaticUser(t *testing.T) {
 		t.Errorf("check as an unknown user = %v, want not ok", chk.Data)
 	}
 }
+
+// TestArrayFlashBladeWire: a FlashBlade takes max_role as a reference and API
+// client names of letters, digits and '_' only, as Pure's FlashBlade
+// collection sends them; a FlashArray takes the role as a string and '-'.
+func TestArrayFlashBladeWire(t *testing.T) {
+	env, fa := newArrayEnv(t, envOptions{})
+	before := env.snapshot()
+	resp, err := env.write("config/fb", managedArrayConfig(map[string]interface{}{fieldKind: purearray.KindFlashBlade, fieldAPIClientName: "vault-fb"}))
+	if msg := errorText(resp, err); !strings.Contains(msg, "not a FlashBlade API client name") {
+		t.Errorf("a FlashBlade client name with '-': %q", msg)
+	}
+	if d := diffSnapshots(before, env.snapshot()); d != "" || len(fa.created) != 0 {
+		t.Fatalf("a refused write changed storage (%s) or reached the array (%d creates)", d, len(fa.created))
+	}
+	env.mustWrite("config/fb", managedArrayConfig(map[string]interface{}{fieldKind: purearray.KindFlashBlade, fieldAPIClientName: "vault_fb"}))
+	env.mustWrite("config/fa", managedArrayConfig(map[string]interface{}{fieldAPIClientName: "vault-fa"}))
+	env.clock.Add(time.Minute)
+	env.mustWrite("config/fb/rotate", map[string]interface{}{})
+	env.mustWrite("config/fa/rotate", map[string]interface{}{})
+	ts := strconv.FormatInt(env.clock.Now().Unix(), 10)
+	want := []struct {
+		name string
+		ref  bool
+	}{{"vault_fb", true}, {"vault-fa", false}, {"vault_fb_" + ts, true}, {"vault-fa-" + ts, false}}
+	if len(fa.created) != len(want) {
+		t.Fatalf("creates = %+v, want %d", fa.created, len(want))
+	}
+	for i, w := range want {
+		if c := fa.created[i]; c.Name != w.name || c.MaxRoleAsReference != w.ref {
+			t.Errorf("create %d: name %q, max_role as reference %v; want %q, %v", i, c.Name, c.MaxRoleAsReference, w.name, w.ref)
+		}
+	}
+}

@@ -49,6 +49,11 @@ type NewAPIClient struct {
 	PublicKeyPEM   string
 	MaxRole        string
 	AccessTokenTTL time.Duration
+	// MaxRoleAsReference sends max_role as {"name": MaxRole}, as a
+	// FlashBlade takes it; a FlashArray takes the plain string. (Pure's
+	// Ansible collections: ReferenceWritable(name=role) for FlashBlade, the
+	// role string for FlashArray.)
+	MaxRoleAsReference bool
 }
 
 // APIClient is an API client as the array shows it.
@@ -344,6 +349,9 @@ func (s *httpAdmin) CreateAPIClient(ctx context.Context, c NewAPIClient) (*APICl
 		"issuer":     c.Issuer,
 		"public_key": c.PublicKeyPEM,
 		"max_role":   c.MaxRole,
+	}
+	if c.MaxRoleAsReference {
+		body["max_role"] = map[string]string{"name": c.MaxRole}
 	}
 	if c.AccessTokenTTL > 0 {
 		body["access_token_ttl_in_ms"] = c.AccessTokenTTL.Milliseconds()

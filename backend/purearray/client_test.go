@@ -194,6 +194,9 @@ func TestAdminWire(t *testing.T) {
 	if err := adm.DeleteAPIClient(ctx, "vault-fa"); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := adm.CreateAPIClient(ctx, NewAPIClient{Name: "vault_fb", Issuer: "iss", PublicKeyPEM: "PEM", MaxRole: "readonly", MaxRoleAsReference: true}); err != nil {
+		t.Fatalf("create on a FlashBlade: %v", err)
+	}
 	if _, err := adm.CreateAPIClient(ctx, NewAPIClient{Name: "taken"}); !errors.Is(err, pure1.ErrRejected) || !strings.Contains(err.Error(), "taken: Name already in use.") {
 		t.Errorf("create of a taken name: %v", err)
 	}
@@ -211,6 +214,7 @@ func TestAdminWire(t *testing.T) {
 		{"POST", "/api/2.30/api-clients", "names=vault-fa", "session-1", `{"access_token_ttl_in_ms":3600000,"issuer":"iss","max_role":"readonly","public_key":"PEM"}`},
 		{"PATCH", "/api/2.30/api-clients", "names=vault-fa", "session-1", `{"enabled":true}`},
 		{"DELETE", "/api/2.30/api-clients", "names=vault-fa", "session-1", ""},
+		{"POST", "/api/2.30/api-clients", "names=vault_fb", "session-1", `{"issuer":"iss","max_role":{"name":"readonly"},"public_key":"PEM"}`},
 		{"POST", "/api/2.30/api-clients", "names=taken", "session-1", `{"issuer":"","max_role":"","public_key":""}`},
 		{"GET", "/api/2.30/api-clients", "names=taken", "session-1", ""},
 	}

@@ -314,10 +314,10 @@ func (s *Server) apiClients(w http.ResponseWriter, r *http.Request) {
 // createClient is POST api-clients; s.mu is held.
 func (s *Server) createClient(w http.ResponseWriter, r *http.Request, name string) {
 	var body struct {
-		Issuer    string `json:"issuer"`
-		PublicKey string `json:"public_key"`
-		MaxRole   string `json:"max_role"`
-		TTLMS     *int64 `json:"access_token_ttl_in_ms"`
+		Issuer    string  `json:"issuer"`
+		PublicKey string  `json:"public_key"`
+		MaxRole   maxRole `json:"max_role"`
+		TTLMS     *int64  `json:"access_token_ttl_in_ms"`
 	}
 	if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
 		writeErrors(w, http.StatusBadRequest, name, "the body is not JSON")
@@ -333,7 +333,7 @@ func (s *Server) createClient(w http.ResponseWriter, r *http.Request, name strin
 	}
 	known := false
 	for _, r := range MaxRoles {
-		known = known || r == body.MaxRole
+		known = known || r == string(body.MaxRole)
 	}
 	if !known {
 		writeErrors(w, http.StatusBadRequest, name, "max_role must be one of "+strings.Join(MaxRoles, ", ")+".")
@@ -354,7 +354,7 @@ func (s *Server) createClient(w http.ResponseWriter, r *http.Request, name strin
 	}
 	c := &APIClient{
 		Name: name, ID: formatUUID(randomHex(16)), KeyID: formatUUID(randomHex(16)), Issuer: body.Issuer,
-		PublicKey: body.PublicKey, MaxRole: body.MaxRole, AccessTokenTTLMS: ttl, pub: pub,
+		PublicKey: body.PublicKey, MaxRole: string(body.MaxRole), AccessTokenTTLMS: ttl, pub: pub,
 	}
 	s.clients[name] = c
 	writeJSON(w, 200, map[string]any{"items": []APIClient{*c}})
@@ -521,4 +521,24 @@ func randomHex(n int) string {
 // formatUUID shapes 32 hex digits like the UUIDs arrays use for ids.
 func formatUUID(h string) string {
 	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
+}
+
+// maxRole is max_role as a FlashArray takes it (a string) or as a FlashBlade
+// does (a reference, {"name": role}); the emulator accepts both.
+type maxRole string
+
+func (m *maxRole) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err == nil {
+		*m = maxRole(s)
+		return nil
+	}
+	var ref struct {
+		Name string `json:"name"`
+	}
+	if err := json.Unmarshal(b, &ref); err != nil {
+		return fmt.Errorf("max_role is neither a role name nor {\"name\": role}: %w", err)
+	}
+	*m = maxRole(ref.Name)
+	return nil
 }

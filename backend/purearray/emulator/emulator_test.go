@@ -233,3 +233,26 @@ func TestAdminRefusals(t *testing.T) {
 		t.Errorf("clients %v, want 1", emu.Clients())
 	}
 }
+
+// TestMaxRoleAsReference: the emulator takes max_role as a FlashBlade sends
+// it, {"name": role}, as well as the FlashArray's string.
+func TestMaxRoleAsReference(t *testing.T) {
+	emu, arr, _ := start(t, Options{Users: []string{"pureuser"}})
+	ctx := context.Background()
+	adm, err := arr.Admin(ctx, emu.APIToken())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []purearray.NewAPIClient{
+		{Name: "by_reference", Issuer: "iss", PublicKeyPEM: keyOne().PublicKeyPEM(), MaxRole: "storage_admin", MaxRoleAsReference: true},
+		{Name: "bad_reference", Issuer: "iss", PublicKeyPEM: keyOne().PublicKeyPEM(), MaxRole: "root", MaxRoleAsReference: true},
+	} {
+		got, err := adm.CreateAPIClient(ctx, c)
+		switch {
+		case c.MaxRole == "root" && (err == nil || !strings.Contains(err.Error(), "max_role must be one of")):
+			t.Errorf("%s: %v, want max_role refused", c.Name, err)
+		case c.MaxRole != "root" && (err != nil || !strings.Contains(string(got.MaxRole), "storage_admin")):
+			t.Errorf("%s: %+v %v", c.Name, got, err)
+		}
+	}
+}
