@@ -336,6 +336,7 @@ func (c *config) responseData() map[string]interface{} {
 		return c.arrayResponseData()
 	}
 	d := map[string]interface{}{
+		fieldKind:                 c.entry.kindName(),
 		fieldAppID:                c.entry.AppID,
 		fieldPublicKey:            c.key.PublicKeyPEM(),
 		fieldPublicKeyFingerprint: c.key.Fingerprint(),

@@ -70,6 +70,7 @@ func TestConfigImportFormats(t *testing.T) {
 				t.Errorf("unexpected warnings %q", resp.Warnings)
 			}
 			want := map[string]interface{}{
+				"kind":                   "pure1",
 				"app_id":                 appID1,
 				"public_key":             k.publicPEM,
 				"public_key_fingerprint": k.fingerprint,
