@@ -310,6 +310,11 @@ func TestCluster(t *testing.T) {
 	c.waitCreds(t, emu, next, 60*time.Second)
 	handoff := time.Since(handoffStart)
 	c.waitMountVersion(t, next, newVersion, newSHA, 30*time.Second)
+	// Each standby learns of the new active node on its own; until it has,
+	// it redirects to the one that stepped down.
+	for _, n := range c.nodes() {
+		c.waitCreds(t, emu, n, 60*time.Second)
+	}
 	for _, n := range c.nodes() {
 		for _, r := range roles {
 			c.checkCreds(t, emu, n, r, configs[r.config])
