@@ -463,6 +463,13 @@ func (b *backend) pathArrayConfigWrite(ctx context.Context, req *logical.Request
 		b.undoRegistration(&entry, registered)
 		return nil, err
 	}
+	if !register {
+		// A working config stays working: a new ca_cert or admin token is
+		// proven against the array before it replaces the old one.
+		if refusal := b.verifyArrayChange(ctx, c, old); refusal != "" {
+			return logical.ErrorResponse(refusal), nil
+		}
+	}
 	b.writeLock.Lock()
 	defer b.writeLock.Unlock()
 	cur, err := readConfigEntry(ctx, req.Storage, name)
@@ -598,4 +605,33 @@ func mergeArrayWrite(name string, old *configEntry, w *arrayWrite) (configEntry,
 		}
 	}
 	return e, ""
+}
+
+// verifyArrayChange proves what a write changes on a config that has an API
+// client already: a new ca_cert by an exchange as the config's username at
+// the array (so a wrong CA cannot break every read), a new admin_api_token by
+// a login (so the next rotation does not find it wrong). It returns why the
+// write is refused, or "" when there was nothing to prove or it held.
+func (b *backend) verifyArrayChange(ctx context.Context, c *config, old *configEntry) string {
+	e := &c.entry
+	if old == nil || old.ClientID == "" {
+		return ""
+	}
+	if e.CACert != old.CACert {
+		if _, err := b.exchangeWith(ctx, c, e.Username, "new ca_cert of config "+c.name); err != nil {
+			return fmt.Sprintf("config %q: with the new ca_cert the array at %s did not accept API client %q, so nothing was stored: %s. "+
+				"Check that ca_cert is the CA that signed the array's certificate", c.name, e.ArrayURL, e.ClientID, sentence(err))
+		}
+	}
+	if e.Managed != nil && old.Managed != nil && e.Managed.AdminAPIToken != old.Managed.AdminAPIToken {
+		arr, err := b.arrayFor(e)
+		if err == nil {
+			_, err = arr.Admin(ctx, e.Managed.AdminAPIToken)
+		}
+		if err != nil {
+			return fmt.Sprintf("config %q: the array at %s did not accept the new admin_api_token, so nothing was stored: %s",
+				c.name, e.ArrayURL, sentence(err))
+		}
+	}
+	return ""
 }

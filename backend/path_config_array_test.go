@@ -1,6 +1,7 @@
 package backend
 
 import (
+	"errors"
 	"fmt"
 	"reflect"
 	"strconv"
@@ -459,5 +460,35 @@ func TestArrayFlashBladeWire(t *testing.T) {
 		if c := fa.created[i]; c.Name != w.name || c.MaxRoleAsReference != w.ref {
 			t.Errorf("create %d: name %q, max_role as reference %v; want %q, %v", i, c.Name, c.MaxRoleAsReference, w.name, w.ref)
 		}
+	}
+}
+
+// TestArrayChangesProvenFirst: on a config whose client works, a new ca_cert
+// must let the client's exchange through and a new admin_api_token must log
+// in, before either replaces what works; a refusal stores nothing.
+func TestArrayChangesProvenFirst(t *testing.T) {
+	env, fa := newArrayEnv(t, envOptions{})
+	env.mustWrite("config/fa", managedArrayConfig(nil))
+	ca := selfSignedCertPEM(keyC())
+
+	fa.setFail("exchange", errors.New("x509: certificate signed by unknown authority"))
+	before := env.snapshot()
+	resp, err := env.write("config/fa", map[string]interface{}{fieldCACert: ca})
+	if msg := errorText(resp, err); !strings.Contains(msg, "with the new ca_cert the array") || !strings.Contains(msg, "unknown authority") {
+		t.Errorf("a ca_cert the array's certificate does not verify with: %q", msg)
+	}
+	resp, err = env.write("config/fa", map[string]interface{}{fieldAdminAPIToken: "not-the-token"})
+	if msg := errorText(resp, err); !strings.Contains(msg, "did not accept the new admin_api_token") || strings.Contains(msg, "not-the-token") {
+		t.Errorf("a wrong admin_api_token: %q (and never echoed)", msg)
+	}
+	if d := diffSnapshots(before, env.snapshot()); d != "" {
+		t.Fatalf("refused writes changed storage: %s", d)
+	}
+
+	fa.setFail("exchange", nil)
+	env.mustWrite("config/fa", map[string]interface{}{fieldCACert: ca})
+	env.mustWrite("config/fa", map[string]interface{}{fieldAdminAPIToken: fakeAdminToken})
+	if got := env.mustRead("config/fa").Data[fieldCACertFingerprint]; got == "" || got == nil {
+		t.Errorf("the proven ca_cert was not stored: %v", got)
 	}
 }
