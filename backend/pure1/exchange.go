@@ -37,16 +37,18 @@ type Exchanger interface {
 }
 
 // Errors callers branch on. Every error Exchange returns wraps one of them.
+// Their texts name the token endpoint, not Pure1: an array's endpoint speaks
+// the same wire through this exchanger, and callers say whose it is.
 var (
 	// ErrRejected: Pure1 refused the JWT or the request (400, 401, other
 	// 4xx). Retrying will not help; the app ID or the key must be fixed.
-	ErrRejected = errors.New("Pure1 rejected the token request")
+	ErrRejected = errors.New("the token endpoint rejected the request")
 	// ErrUnavailable: Pure1 could not be reached or kept failing (429, 5xx,
 	// network errors, timeouts) after the retries.
-	ErrUnavailable = errors.New("Pure1's token endpoint is unavailable")
+	ErrUnavailable = errors.New("the token endpoint is unavailable")
 	// ErrBadResponse: Pure1 answered 200 with a body that is not a usable
 	// token response.
-	ErrBadResponse = errors.New("Pure1 returned an unusable token response")
+	ErrBadResponse = errors.New("the token endpoint returned an unusable token response")
 )
 
 // APIError is a non-200 answer from the token endpoint.
