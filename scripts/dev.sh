@@ -239,16 +239,15 @@ $(step "Ready. To try more, in another shell:")
     curl -H "Authorization: Bearer \$(vault read -field=access_token pure1/creds/readonly)" \\
          \$PURE1_EMULATOR_ADDR/api/1.latest/arrays
     pure1-emulator fault -kind status -status 503 -count 2    # make Pure1 misbehave
-
     pure1-emulator stats
     vault read pure1/metrics                                     # what the engine did: the Prometheus series as JSON
+    (cd .dev/agent && vault agent -config=agent.hcl)           # Vault Agent renders .dev/agent/pure1-access-token
 
     # The FlashArray: Vault registered API client vault-fa itself; rotate it with no person in the middle
     vault read pure1/config/fa
     curl --cacert .dev/array-ca.pem -H "Authorization: Bearer \$(vault read -field=access_token pure1/creds/fa-readonly)" \\
          \$PURE1_ARRAY_ADDR/api/2.30/arrays
     vault write -f pure1/config/fa/rotate                      # new key, new client, verified, old client deleted
-    (cd .dev/agent && vault agent -config=agent.hcl)           # Vault Agent renders .dev/agent/pure1-access-token
 
     # Pure's Python SDK with Vault's JWT (once, as root: scripts/install-sdk-deps.sh)
     PURE1_ID_TOKEN="\$(vault read -field=jwt pure1/creds/readonly-jwt)" PURE1_API_URL=\$PURE1_EMULATOR_ADDR PURE1_PAGE_SIZE=2 \\
