@@ -157,12 +157,13 @@ func (b *backend) storeStaticResult(ctx context.Context, s logical.Storage, name
 	b.writeLock.Lock()
 	defer b.writeLock.Unlock()
 
-	// The role may have been deleted or repointed while Pure1 answered.
+	// The role may have been deleted, repointed or given another user while
+	// Pure1 answered: the token would then belong to nobody.
 	cur, err := readStaticRoleEntry(ctx, s, name)
 	if err != nil {
 		return nil, err
 	}
-	if cur == nil || cur.Config != role.Config {
+	if cur == nil || cur.Config != role.Config || cur.Username != role.Username {
 		return nil, errStaticRoleGone
 	}
 	old, err := readStaticToken(ctx, s, name)
