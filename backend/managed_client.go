@@ -135,12 +135,11 @@ func (b *backend) storeIfUnchanged(ctx context.Context, s logical.Storage, name 
 	if !sameEntry(cur, old) {
 		return errConfigChanged
 	}
-	if err := storeConfigEntry(ctx, s, name, next); err != nil {
-		return err
-	}
 	// New identity: shared tokens, flights and static tokens move to the
 	// new client with the next read (other nodes from Invalidate).
-	b.dropConfig(name)
+	if err := b.putConfig(ctx, s, name, next); err != nil {
+		return err
+	}
 	return nil
 }
 
@@ -154,10 +153,9 @@ func (b *backend) markPreviousDeleted(ctx context.Context, s logical.Storage, na
 		return err
 	}
 	cur.Previous.Deleted = true
-	if err := storeConfigEntry(ctx, s, name, cur); err != nil {
+	if err := b.putConfig(ctx, s, name, cur); err != nil {
 		return err
 	}
-	b.dropConfig(name)
 	return nil
 }
 

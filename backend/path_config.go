@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
@@ -302,6 +303,10 @@ type config struct {
 	// application and the endpoint. A token cached or in flight under
 	// another identity is never handed out for this config.
 	identity string
+	// digest is identity hashed, as static tokens record it; computed once,
+	// on first use, since a static-creds read compares it.
+	digestOnce sync.Once
+	digest     string
 }
 
 // newConfig builds the cached form of e. key is e's key when the caller has
@@ -582,10 +587,9 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	if err != nil {
 		return nil, err
 	}
-	if err := storeConfigEntry(ctx, req.Storage, name, &entry); err != nil {
+	if err := b.putConfig(ctx, req.Storage, name, &entry); err != nil {
 		return nil, err
 	}
-	b.dropConfig(name)
 
 	if entry.AppID == "" {
 		warnings = append(warnings, fmt.Sprintf(
@@ -612,8 +616,17 @@ func newKeyRefusal(mount, name, appID string, roles []string) string {
 		name, appID, strings.Join(roles, ", "), mount, name, mount, name)
 }
 
-func storeConfigEntry(ctx context.Context, s logical.Storage, name string, e *configEntry) error {
-	return putEntry(ctx, s, configStoragePrefix+name, fmt.Sprintf("config %q", name), e)
+// putConfig stores e at config/<name> and drops what is cached of the
+// config: every cache keyed by its identity (shared tokens, exchanges in
+// flight, checks) then follows the stored config with the next read, and
+// static tokens refresh. Other nodes do the same from Invalidate. Every
+// config write goes through here, so none can leave a stale cache behind.
+func (b *backend) putConfig(ctx context.Context, s logical.Storage, name string, e *configEntry) error {
+	if err := putEntry(ctx, s, configStoragePrefix+name, fmt.Sprintf("config %q", name), e); err != nil {
+		return err
+	}
+	b.dropConfig(name)
+	return nil
 }
 
 // storedKeyFingerprint is the fingerprint of e's active key, from the cache

@@ -481,11 +481,10 @@ func (b *backend) pathArrayConfigWrite(ctx context.Context, req *logical.Request
 		b.undoRegistration(&entry, registered)
 		return logical.ErrorResponse("config %q changed while this write ran; nothing was stored (and no API client kept): read it and write again", name), nil
 	}
-	if err := storeConfigEntry(ctx, req.Storage, name, &entry); err != nil {
+	if err := b.putConfig(ctx, req.Storage, name, &entry); err != nil {
 		b.undoRegistration(&entry, registered)
 		return nil, err
 	}
-	b.dropConfig(name)
 	if registered != nil {
 		b.Logger().Info("array API client registered", "config", name, "api_client", registered.Name, "client_id", registered.ID)
 	}

@@ -280,13 +280,12 @@ func (b *backend) rotateStorePending(ctx context.Context, req *logical.Request, 
 		KeySource:   nk.source,
 		CreatedAt:   b.now().UTC(),
 	}
-	if err := storeConfigEntry(ctx, req.Storage, name, &entry); err != nil {
-		return nil, err
-	}
 	// The active identity is unchanged, so nothing issued is affected; the
 	// cached config is dropped all the same so that reads show the pending
 	// key, and because every config write goes through dropConfig.
-	b.dropConfig(name)
+	if err := b.putConfig(ctx, req.Storage, name, &entry); err != nil {
+		return nil, err
+	}
 
 	if old.isArray() {
 		warnings = append(warnings, fmt.Sprintf("credentials are still issued with the active key (fingerprint %s) and API client %q. Next: create an API client with public_key "+
@@ -430,15 +429,14 @@ func (b *backend) rotatePromote(ctx context.Context, req *logical.Request, name 
 	if err != nil {
 		return nil, err
 	}
-	if err := storeConfigEntry(ctx, req.Storage, name, &next); err != nil {
-		return nil, err
-	}
 	// The identity (key, app_id) changed: dropping the config makes every
 	// cache keyed by identity (shared tokens, exchanges in flight, checks)
 	// move to the new key with the next read, on this node; other nodes do
 	// the same from Invalidate. Static tokens (issue 11) refresh on the same
 	// signal.
-	b.dropConfig(name)
+	if err := b.putConfig(ctx, req.Storage, name, &next); err != nil {
+		return nil, err
+	}
 	b.Logger().Info("rotation: key promoted", "config", name, "app_id", appID, "fingerprint", pending.Fingerprint(),
 		"previous_app_id", cur.AppID, "verified", verify)
 
@@ -548,10 +546,9 @@ func (b *backend) pathRotateDelete(ctx context.Context, req *logical.Request, d 
 	}
 	dropped := e.Pending.Fingerprint
 	e.Pending = nil
-	if err := storeConfigEntry(ctx, req.Storage, name, e); err != nil {
+	if err := b.putConfig(ctx, req.Storage, name, e); err != nil {
 		return nil, err
 	}
-	b.dropConfig(name)
 	resp := &logical.Response{}
 	resp.AddWarning(fmt.Sprintf("pending key %s dropped; if you registered it in Pure1, delete that application", dropped))
 	return resp, nil

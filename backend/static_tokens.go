@@ -68,8 +68,11 @@ func (t *staticToken) usable(now time.Time) bool {
 // identityHash is what a static token records of its config's identity: a
 // digest, so storage holds no copy of the URL or key material it names.
 func identityHash(c *config) string {
-	sum := sha256.Sum256([]byte(c.identity))
-	return hex.EncodeToString(sum[:16])
+	c.digestOnce.Do(func() {
+		sum := sha256.Sum256([]byte(c.identity))
+		c.digest = hex.EncodeToString(sum[:16])
+	})
+	return c.digest
 }
 
 func readStaticToken(ctx context.Context, s logical.Storage, name string) (*staticToken, error) {
