@@ -17,16 +17,19 @@ import (
 	arrayemu "github.com/pure1vault/vault-plugin-secrets-pure1/backend/purearray/emulator"
 )
 
-// serveArray runs the FlashArray emulator over TLS with a CA of its own. The
+// serveArray runs the FlashArray or FlashBlade emulator over TLS with a CA
+// of its own, strict as the kind's array is (see the emulator package). The
 // CA's PEM and the login API token go to files (the token 0600), so tests
 // and make dev can configure Vault with them; the address is printed and,
-// with -addr-file, written once listening.
+// with -addr-file, written once listening. Its admin API (stats, clients,
+// faults) is under /emulator/ on the same address.
 func serveArray(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("array", stderr)
+	kind := fs.String("kind", arrayemu.FlashArray, "array `kind`: flasharray or flashblade; each answers only its own wire")
 	listen := fs.String("listen", "127.0.0.1:0", "loopback `host:port` to listen on; port 0 picks a free one")
 	addrFile := fs.String("addr-file", "", "write the base URL (https://...) to this `file` once listening")
 	caFile := fs.String("ca-file", "", "write the emulator's CA certificate (PEM) to this `file`: the ca_cert a client must trust (required)")
-	tokenFile := fs.String("api-token-file", "", "write pureuser's API token, which POST /api/2.x/login takes, to this `file`, mode 0600 (required)")
+	tokenFile := fs.String("api-token-file", "", "write pureuser's API token, which login takes (FlashArray POST /api/2.x/login, FlashBlade POST /api/login), to this `file`, mode 0600 (required)")
 	users := fs.String("users", "pureuser", "comma-separated array `users` a JWT's sub may name")
 	wrap := fs.Bool("wrap-token", false, `answer the token endpoint as {"items":[...]} instead of plain OAuth JSON`)
 	quiet := fs.Bool("quiet", false, "do not log requests to stderr")
@@ -41,9 +44,9 @@ func serveArray(args []string, stdout, stderr io.Writer) error {
 	}
 	var logger *log.Logger
 	if !*quiet {
-		logger = log.New(stderr, "pure1-emulator array: ", log.LstdFlags|log.Lmicroseconds)
+		logger = log.New(stderr, "pure1-emulator array ("+*kind+"): ", log.LstdFlags|log.Lmicroseconds)
 	}
-	emu, err := arrayemu.New(arrayemu.Options{Users: strings.Split(*users, ","), WrapToken: *wrap, Logger: logger})
+	emu, err := arrayemu.New(arrayemu.Options{Kind: *kind, Users: strings.Split(*users, ","), WrapToken: *wrap, Logger: logger})
 	if err != nil {
 		return usageError{err}
 	}
@@ -75,7 +78,7 @@ func serveArray(args []string, stdout, stderr io.Writer) error {
 		}
 		defer os.Remove(*addrFile)
 	}
-	fmt.Fprintln(stdout, "pure1-emulator array listening on "+base)
+	fmt.Fprintf(stdout, "pure1-emulator array (%s, REST %s) listening on %s; admin API %s%s\n", emu.Kind(), emu.APIVersion(), base, base, arrayemu.StatsPath)
 
 	errLog := log.New(io.Discard, "", 0)
 	if logger != nil {

@@ -6,8 +6,8 @@
 //	pure1-emulator register -addr URL [-public-key FILE] [-max-role viewer] [-name NAME]
 //	pure1-emulator fault    -addr URL -kind K [-status N] [-retry-after S] [-delay D] [-count N] | -clear
 //	pure1-emulator stats    -addr URL [-reset]
-//	pure1-emulator array    [-listen 127.0.0.1:0] [-addr-file PATH] -ca-file PATH -api-token-file PATH
-//	                        [-users pureuser,ops] [-wrap-token] [-quiet]
+//	pure1-emulator array    [-kind flasharray|flashblade] [-listen 127.0.0.1:0] [-addr-file PATH]
+//	                        -ca-file PATH -api-token-file PATH [-users pureuser,ops] [-wrap-token] [-quiet]
 //
 // Client subcommands read the address from $PURE1_EMULATOR_ADDR when -addr is
 // not given.

@@ -1,50 +1,62 @@
-// Package emulator is a local stand-in for a FlashArray's REST 2 API, the
-// mirror of backend/purearray as backend/pure1/emulator is of Pure1: enough
-// of an array to register, use, rotate and delete API clients end to end.
+// Package emulator is a local stand-in for a FlashArray's or a FlashBlade's
+// REST 2 API, the mirror of backend/purearray as backend/pure1/emulator is of
+// Pure1. Each kind answers only its own wire, as Pure's own Python SDK
+// (py-pure-client 1.90.0: FlashArray REST 2.30, FlashBlade REST 2.17) speaks
+// it, and refuses what an array would refuse, so a client that passes here
+// has been held to Pure's code and not to the emulator's good will.
 //
-//   - GET /api/api_version;
-//   - POST /api/<2.x>/login with an api-token header, answering x-auth-token;
-//   - /api/<2.x>/api-clients?names=: GET, POST (a new client is disabled; the
-//     array assigns id and key_id), PATCH {"enabled": ...}, DELETE, under a
-//     login session;
-//   - POST /oauth2/1.0/token: the API client JWT exchange, verifying kid,
-//     signature, aud, iss, sub (the user exists), exp and that the client is
-//     enabled; access tokens are JWTs the emulator signs;
-//   - GET /api/<2.x>/arrays with such an access token (or a session), so a
-//     caller can prove a token works; a token of a deleted or disabled client
-//     stops working.
+// Both kinds:
+//   - GET /api/api_version, no auth;
+//   - /api/<2.x>/api-clients?names=|ids=: GET (all without names), POST (a
+//     new client is disabled; the array assigns id and key_id), PATCH,
+//     DELETE, under a login session (x-auth-token) or an array_admin access
+//     token;
+//   - POST /oauth2/1.0/token: the API client JWT exchange (form-encoded),
+//     verifying kid, signature, aud, iss, sub (a user of the array), exp and
+//     that the client is enabled;
+//   - GET /api/<2.x>/arrays with a session or an access token.
 //
-// It serves TLS with a CA of its own (NewTLS), as arrays usually do. A
-// Server is safe for concurrent use.
+// Where they differ (see kind.go): the api_version key ("version" on a
+// FlashArray, "versions" on a FlashBlade), the login and logout paths
+// (versioned on a FlashArray, /api/login and /api/logout on a FlashBlade),
+// max_role (a string on a FlashArray, {"name": role} on a FlashBlade), API
+// client names, and the arrays item.
+//
+// JSON bodies need Content-Type: application/json (else 415), unknown fields
+// and unknown query parameters are refused with 400, errors come in the REST
+// 2 shape {"errors":[{"message":..,"context":..}]}.
+//
+// A loopback admin API under /emulator/ (admin.go) shows stats and clients
+// and injects faults at each step (faults.go). It serves TLS with a CA of its
+// own (NewTLS), as arrays usually do. A Server is safe for concurrent use.
 package emulator
 
 import (
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
-	"errors"
 	"fmt"
 	"log"
 	"net/http"
-	"regexp"
 	"sort"
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/golang-jwt/jwt/v5"
 )
 
 // Paths served by Handler.
 const (
 	APIVersionPath = "/api/api_version"
 	TokenPath      = "/oauth2/1.0/token"
-	// APIVersion is the newest REST version the emulator offers; every 2.x
-	// from 2.0 up is served alike.
-	APIVersion = "2.30"
+	// FlashBladeLoginPath and FlashBladeLogoutPath are unversioned: Pure's
+	// FlashBlade client posts there. A FlashArray logs in at
+	// /api/<ver>/login and out at /api/<ver>/logout.
+	FlashBladeLoginPath  = "/api/login"
+	FlashBladeLogoutPath = "/api/logout"
+	// APIVersion is the newest REST version a FlashArray offers, kept for
+	// callers that predate kinds; see Server.APIVersion.
+	APIVersion = FlashArrayAPIVersion
 )
 
 const (
@@ -52,21 +64,33 @@ const (
 	subjectTokenTypeJWT    = "urn:ietf:params:oauth:token-type:jwt"
 	issuedTokenTypeAccess  = "urn:ietf:params:oauth:token-type:access_token"
 
-	// DefaultAccessTokenTTL is a FlashArray API client's default.
+	// DefaultAccessTokenTTL is an API client's default and its maximum.
 	DefaultAccessTokenTTL = 24 * time.Hour
-	maxBodyBytes          = 1 << 20
+	// minAccessTokenTTL is the shortest access_token_ttl_in_ms an array
+	// takes (Pure's Ansible collections: 1 second to 1 day).
+	minAccessTokenTTL = time.Second
+	maxBodyBytes      = 1 << 20
 	// clockSkew is how far in the future a JWT's iat may be.
 	clockSkew = 30 * time.Second
+	// adminUser is the array's built-in administrator, whose API token
+	// logs in.
+	adminUser = "pureuser"
+	// roleArrayAdmin may manage API clients.
+	roleArrayAdmin = "array_admin"
 )
 
-// MaxRoles are the roles an API client may be given.
-var MaxRoles = []string{"readonly", "ops_admin", "storage_admin", "array_admin"}
+// MaxRoles are the roles an API client may be given, on both kinds.
+var MaxRoles = []string{"readonly", "ops_admin", "storage_admin", roleArrayAdmin}
 
-// Options configure a Server. The zero value is usable.
+// Options configure a Server. The zero value is a FlashArray.
 type Options struct {
+	// Kind is FlashArray ("flasharray", the default) or FlashBlade
+	// ("flashblade").
+	Kind string
 	// Users are the array's users (the sub a JWT may name); default pureuser.
 	Users []string
-	// APIToken is the API token of pureuser that logs in; default random.
+	// APIToken is the API token of pureuser that logs in; default random
+	// (a FlashBlade's starts with "T-", as its tokens do).
 	APIToken string
 	// WrapToken answers the token endpoint as {"items":[...]}, as some
 	// Purity versions do, instead of a plain OAuth answer.
@@ -77,41 +101,68 @@ type Options struct {
 	Logger *log.Logger
 }
 
-// APIClient is an API client as the emulator holds it.
+// APIClient is an API client as the emulator holds it. MaxRole is the role's
+// name on both kinds; the wire shows it in the kind's form.
 type APIClient struct {
-	Name             string `json:"name"`
-	ID               string `json:"id"`
-	KeyID            string `json:"key_id"`
-	Issuer           string `json:"issuer"`
-	PublicKey        string `json:"public_key"`
-	MaxRole          string `json:"max_role"`
-	Enabled          bool   `json:"enabled"`
-	AccessTokenTTLMS int64  `json:"access_token_ttl_in_ms"`
+	Name             string    `json:"name"`
+	ID               string    `json:"id"`
+	KeyID            string    `json:"key_id"`
+	Issuer           string    `json:"issuer"`
+	PublicKey        string    `json:"public_key"`
+	MaxRole          string    `json:"max_role"`
+	Enabled          bool      `json:"enabled"`
+	AccessTokenTTLMS int64     `json:"access_token_ttl_in_ms"`
+	Created          time.Time `json:"created"`
 
 	pub *rsa.PublicKey
 }
 
 // Stats count what tests assert on.
 type Stats struct {
+	Kind           string         `json:"kind"`
 	TokensIssued   int            `json:"tokens_issued"`
 	TokensRefused  int            `json:"tokens_refused"`
 	ArraysServed   int            `json:"arrays_served"`
 	ArraysRefused  int            `json:"arrays_refused"`
 	IssuedByClient map[string]int `json:"issued_by_client"`
+	// OpenSessions are logins not yet logged out; a client that always
+	// logs out leaves 0.
+	OpenSessions   int `json:"open_sessions"`
+	SessionsOpened int `json:"sessions_opened"`
+	Logouts        int `json:"logouts"`
+	// Clients is the number of API clients on the array.
+	Clients     int `json:"clients"`
+	FaultsFired int `json:"faults_fired"`
+	// Requests and Refused count requests by step (see Steps; "other" for
+	// any other path), Refused those answered 4xx by the array itself (not
+	// by an injected fault).
+	Requests map[string]int `json:"requests"`
+	Refused  map[string]int `json:"refused"`
+}
+
+// session is one login.
+type session struct {
+	user   string
+	opened time.Time
 }
 
 // Server is one emulated array.
 type Server struct {
 	opts     Options
+	kind     *kind
 	users    map[string]bool
 	apiToken string
 	// signKey signs the access tokens (HS256: only the emulator verifies them).
 	signKey []byte
+	arrayID string
 
 	mu       sync.Mutex
 	clients  map[string]*APIClient // by name
-	sessions map[string]string     // x-auth-token -> user
+	sessions map[string]session    // x-auth-token -> session
 	stats    Stats
+
+	faultsMu sync.Mutex
+	faults   []Fault
 }
 
 // New builds a Server.
@@ -119,30 +170,49 @@ func New(opts Options) (*Server, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.Kind == "" {
+		opts.Kind = FlashArray
+	}
+	k := kinds[opts.Kind]
+	if k == nil {
+		return nil, fmt.Errorf("kind %q is not an array kind: use %s or %s", opts.Kind, FlashArray, FlashBlade)
+	}
 	if len(opts.Users) == 0 {
-		opts.Users = []string{"pureuser"}
+		opts.Users = []string{adminUser}
 	}
 	s := &Server{
 		opts:     opts,
+		kind:     k,
 		users:    map[string]bool{},
 		apiToken: opts.APIToken,
 		signKey:  []byte(randomHex(32)),
+		arrayID:  formatUUID(randomHex(16)),
 		clients:  map[string]*APIClient{},
-		sessions: map[string]string{},
-		stats:    Stats{IssuedByClient: map[string]int{}},
+		sessions: map[string]session{},
+		stats:    Stats{IssuedByClient: map[string]int{}, Requests: map[string]int{}, Refused: map[string]int{}},
 	}
 	for _, u := range opts.Users {
 		if u = strings.TrimSpace(u); u != "" {
 			s.users[u] = true
 		}
 	}
+	if len(s.users) == 0 {
+		return nil, fmt.Errorf("users %q names no user: give at least one, e.g. %s", strings.Join(opts.Users, ","), adminUser)
+	}
 	if s.apiToken == "" {
-		s.apiToken = formatUUID(randomHex(16))
+		s.apiToken = k.tokenPrefix + formatUUID(randomHex(16))
 	}
 	return s, nil
 }
 
-// APIToken is the token POST /api/2.x/login takes.
+// Kind is the array's kind: "flasharray" or "flashblade".
+func (s *Server) Kind() string { return s.kind.name }
+
+// APIVersion is the newest REST version this array offers (2.30 on a
+// FlashArray, 2.17 on a FlashBlade).
+func (s *Server) APIVersion() string { return s.kind.newest }
+
+// APIToken is the token the login endpoint takes.
 func (s *Server) APIToken() string { return s.apiToken }
 
 // Clients lists the API clients, by name.
@@ -162,355 +232,230 @@ func (s *Server) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := s.stats
-	st.IssuedByClient = map[string]int{}
-	for k, v := range s.stats.IssuedByClient {
-		st.IssuedByClient[k] = v
-	}
+	st.Kind = s.kind.name
+	st.IssuedByClient = copyCounts(s.stats.IssuedByClient)
+	st.Requests = copyCounts(s.stats.Requests)
+	st.Refused = copyCounts(s.stats.Refused)
+	st.OpenSessions = len(s.sessions)
+	st.Clients = len(s.clients)
 	return st
 }
 
-var versionedPath = regexp.MustCompile(`^/api/2\.([0-9]+)/(login|api-clients|arrays)$`)
+// OpenSessions is the number of logins not logged out.
+func (s *Server) OpenSessions() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.sessions)
+}
 
-// Handler serves the emulated REST API.
+func copyCounts(m map[string]int) map[string]int {
+	out := make(map[string]int, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// Handler serves the emulated REST API and the /emulator/ admin API.
 func (s *Server) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := s.opts.Now()
-		rec := &statusRecorder{ResponseWriter: w, status: 200}
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 		r.Body = http.MaxBytesReader(rec, r.Body, maxBodyBytes)
-		s.route(rec, r)
+		// Arrays echo the caller's X-Request-ID (Pure's SDK sends one and
+		// keeps it for the next page); one is made up when none came.
+		reqID := r.Header.Get("X-Request-ID")
+		if reqID == "" {
+			reqID = formatUUID(randomHex(16))
+		}
+		rec.Header().Set("X-Request-ID", reqID)
+		step := s.serve(rec, r)
 		if s.opts.Logger != nil {
-			s.opts.Logger.Printf("%s %s -> %d (%s)", r.Method, r.URL.Path, rec.status, s.opts.Now().Sub(start).Round(time.Microsecond))
+			note := ""
+			if rec.fault != "" {
+				note = " fault " + rec.fault
+			}
+			s.opts.Logger.Printf("%s %s [%s] -> %d%s (%s)", r.Method, r.URL.Path, step, rec.status, note, s.opts.Now().Sub(start).Round(time.Microsecond))
 		}
 	})
 }
 
-func (s *Server) route(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Path == APIVersionPath && r.Method == http.MethodGet {
-		versions := []string{"1.0", "1.19"}
-		for i := 0; i <= 30; i++ {
-			versions = append(versions, fmt.Sprintf("2.%d", i))
+// serve routes r, applying a fault queued for its step, and reports the
+// step for the log.
+func (s *Server) serve(w *statusRecorder, r *http.Request) string {
+	if strings.HasPrefix(r.URL.Path, adminPrefix) {
+		s.admin(w, r)
+		return "admin"
+	}
+	step, h := s.route(r)
+	s.mu.Lock()
+	s.stats.Requests[step]++
+	s.mu.Unlock()
+	if f, ok := s.nextFault(step); ok {
+		w.fault = f.Mode
+		s.mu.Lock()
+		s.stats.FaultsFired++
+		s.mu.Unlock()
+		s.serveFault(w, r, step, f, h)
+		return step
+	}
+	h(w, r)
+	if w.status >= 400 && w.status < 500 {
+		s.mu.Lock()
+		s.stats.Refused[step]++
+		s.mu.Unlock()
+	}
+	return step
+}
+
+// route picks the handler of r and names its step.
+func (s *Server) route(r *http.Request) (string, http.HandlerFunc) {
+	p := r.URL.Path
+	switch p {
+	case APIVersionPath:
+		return StepAPIVersion, s.apiVersion
+	case TokenPath:
+		return StepToken, s.token
+	case FlashBladeLoginPath, FlashBladeLogoutPath:
+		step := StepLogin
+		if p == FlashBladeLogoutPath {
+			step = StepLogout
 		}
-		writeJSON(w, 200, map[string]any{"version": versions})
-		return
+		if s.kind.versionedLogin {
+			// A FlashArray has no unversioned login: to it this is a path
+			// like any other it does not know.
+			return StepOther, s.notFound
+		}
+		return step, s.sessionHandler(step)
 	}
-	if r.URL.Path == TokenPath {
-		s.token(w, r)
-		return
+	ver, resource, ok := splitVersioned(p)
+	if !ok {
+		return StepOther, s.notFound
 	}
-	m := versionedPath.FindStringSubmatch(r.URL.Path)
-	if m == nil {
-		writeErrors(w, http.StatusNotFound, "", "no such endpoint")
-		return
+	if !s.kind.offers(ver) || !strings.HasPrefix(ver, "2.") {
+		return StepOther, func(w http.ResponseWriter, r *http.Request) {
+			writeErrors(w, http.StatusNotFound, ver, fmt.Sprintf("REST version %s is not supported by this %s; GET %s lists the versions it offers (newest %s).", ver, s.kind.product, APIVersionPath, s.kind.newest))
+		}
 	}
-	switch m[2] {
-	case "login":
-		s.login(w, r)
+	switch resource {
+	case "login", "logout":
+		step := StepLogin
+		if resource == "logout" {
+			step = StepLogout
+		}
+		if !s.kind.versionedLogin {
+			return StepOther, func(w http.ResponseWriter, r *http.Request) {
+				writeErrors(w, http.StatusBadRequest, p, fmt.Sprintf("A %s has no %s at a REST version: POST %s.", s.kind.product, resource, "/api/"+resource))
+			}
+		}
+		return step, s.sessionHandler(step)
 	case "api-clients":
-		s.apiClients(w, r)
+		switch r.Method {
+		case http.MethodGet:
+			return StepGet, s.getClients
+		case http.MethodPost:
+			return StepCreate, s.createClient
+		case http.MethodPatch:
+			return StepPatch, s.patchClient
+		case http.MethodDelete:
+			return StepDelete, s.deleteClient
+		}
+		return StepOther, methodNotAllowed(http.MethodGet, http.MethodPost, http.MethodPatch, http.MethodDelete)
 	case "arrays":
-		s.arrays(w, r)
+		return StepArrays, s.arrays
+	}
+	return StepOther, s.notFound
+}
+
+// splitVersioned splits /api/<ver>/<resource>.
+func splitVersioned(p string) (ver, resource string, ok bool) {
+	rest, found := strings.CutPrefix(p, "/api/")
+	if !found {
+		return "", "", false
+	}
+	ver, resource, found = strings.Cut(rest, "/")
+	if !found || ver == "" || resource == "" {
+		return "", "", false
+	}
+	return ver, resource, true
+}
+
+func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
+	writeErrors(w, http.StatusNotFound, r.URL.Path, fmt.Sprintf("No such endpoint on a %s.", s.kind.product))
+}
+
+func methodNotAllowed(methods ...string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", strings.Join(methods, ", "))
+		writeErrors(w, http.StatusMethodNotAllowed, r.Method, "Use "+strings.Join(methods, ", ")+".")
 	}
 }
 
-// writeErrors answers in the REST 2 error shape.
-func writeErrors(w http.ResponseWriter, status int, context, msg string) {
-	e := map[string]string{"message": msg}
-	if context != "" {
-		e["context"] = context
+// allowMethods answers 405 unless r uses one of methods.
+func allowMethods(w http.ResponseWriter, r *http.Request, methods ...string) bool {
+	for _, m := range methods {
+		if r.Method == m {
+			return true
+		}
 	}
-	writeJSON(w, status, map[string]any{"errors": []any{e}})
+	methodNotAllowed(methods...)(w, r)
+	return false
+}
+
+func (s *Server) apiVersion(w http.ResponseWriter, r *http.Request) {
+	if !allowMethods(w, r, http.MethodGet) {
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{s.kind.versionsKey: s.kind.versions})
+}
+
+// apiError is one entry of the REST 2 error body.
+type apiError struct {
+	Context string `json:"context,omitempty"`
+	Message string `json:"message"`
+}
+
+// writeErrors answers in the REST 2 error shape. A 403 or 429 also carries
+// a top-level message: Pure's SDK reads those two as its API gateway writes
+// them ({"message": ...}).
+func writeErrors(w http.ResponseWriter, status int, context, msg string) {
+	body := map[string]any{"errors": []apiError{{Context: context, Message: msg}}}
+	if status == http.StatusForbidden || status == http.StatusTooManyRequests {
+		body["message"] = msg
+	}
+	writeJSON(w, status, body)
+}
+
+func writeErrorList(w http.ResponseWriter, status int, errs []apiError) {
+	writeJSON(w, status, map[string]any{"errors": errs})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		// Only emulator-built values are marshalled, so this is a bug.
+		http.Error(w, "emulator: encoding response: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+	_, _ = w.Write(append(body, '\n'))
 }
 
-func (s *Server) login(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodPost {
-		writeErrors(w, http.StatusMethodNotAllowed, "", "use POST")
-		return
-	}
-	if r.Header.Get("api-token") != s.apiToken {
-		writeErrors(w, http.StatusUnauthorized, "", "invalid api token")
-		return
-	}
-	session := randomHex(24)
-	s.mu.Lock()
-	s.sessions[session] = "pureuser"
-	s.mu.Unlock()
-	w.Header().Set("x-auth-token", session)
-	writeJSON(w, 200, map[string]any{"items": []any{map[string]string{"username": "pureuser"}}})
-}
-
-// authorized reports whether r carries a session of this array.
-func (s *Server) authorized(r *http.Request) bool {
-	tok := r.Header.Get("x-auth-token")
-	if tok == "" {
-		return false
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	_, ok := s.sessions[tok]
-	return ok
-}
-
-func (s *Server) apiClients(w http.ResponseWriter, r *http.Request) {
-	if !s.authorized(r) {
-		writeErrors(w, http.StatusUnauthorized, "", "log in first: POST /api/2.x/login with an api-token header, then send x-auth-token")
-		return
-	}
-	name := r.URL.Query().Get("names")
-	if r.Method != http.MethodGet && name == "" {
-		writeErrors(w, http.StatusBadRequest, "", "names is required")
-		return
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	switch r.Method {
-	case http.MethodGet:
-		var items []APIClient
-		for _, c := range s.clients {
-			if name == "" || c.Name == name {
-				items = append(items, *c)
-			}
-		}
-		if name != "" && len(items) == 0 {
-			writeErrors(w, http.StatusBadRequest, name, "API client does not exist.")
-			return
-		}
-		sort.Slice(items, func(i, j int) bool { return items[i].Name < items[j].Name })
-		writeJSON(w, 200, map[string]any{"items": items})
-	case http.MethodPost:
-		s.createClient(w, r, name)
-	case http.MethodPatch:
-		c, ok := s.clients[name]
-		if !ok {
-			writeErrors(w, http.StatusBadRequest, name, "API client does not exist.")
-			return
-		}
-		var body struct {
-			Enabled *bool `json:"enabled"`
-		}
-		if err := json.NewDecoder(r.Body).Decode(&body); err != nil || body.Enabled == nil {
-			writeErrors(w, http.StatusBadRequest, name, "give {\"enabled\": true|false}")
-			return
-		}
-		c.Enabled = *body.Enabled
-		writeJSON(w, 200, map[string]any{"items": []APIClient{*c}})
-	case http.MethodDelete:
-		if _, ok := s.clients[name]; !ok {
-			writeErrors(w, http.StatusBadRequest, name, "API client does not exist.")
-			return
-		}
-		delete(s.clients, name)
-		writeJSON(w, 200, map[string]any{})
-	default:
-		writeErrors(w, http.StatusMethodNotAllowed, "", "use GET, POST, PATCH or DELETE")
-	}
-}
-
-// createClient is POST api-clients; s.mu is held.
-func (s *Server) createClient(w http.ResponseWriter, r *http.Request, name string) {
-	var body struct {
-		Issuer    string  `json:"issuer"`
-		PublicKey string  `json:"public_key"`
-		MaxRole   maxRole `json:"max_role"`
-		TTLMS     *int64  `json:"access_token_ttl_in_ms"`
-	}
-	if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
-		writeErrors(w, http.StatusBadRequest, name, "the body is not JSON")
-		return
-	}
-	if _, ok := s.clients[name]; ok {
-		writeErrors(w, http.StatusBadRequest, name, "Name already in use.")
-		return
-	}
-	if body.Issuer == "" {
-		writeErrors(w, http.StatusBadRequest, name, "issuer is required.")
-		return
-	}
-	known := false
-	for _, r := range MaxRoles {
-		known = known || r == string(body.MaxRole)
-	}
-	if !known {
-		writeErrors(w, http.StatusBadRequest, name, "max_role must be one of "+strings.Join(MaxRoles, ", ")+".")
-		return
-	}
-	ttl := DefaultAccessTokenTTL.Milliseconds()
-	if body.TTLMS != nil {
-		ttl = *body.TTLMS
-		if ttl < 1000 || ttl > DefaultAccessTokenTTL.Milliseconds() {
-			writeErrors(w, http.StatusBadRequest, name, "access_token_ttl_in_ms must be between 1000 and 86400000.")
-			return
-		}
-	}
-	pub, err := parseRSAPublicKey(body.PublicKey)
-	if err != nil {
-		writeErrors(w, http.StatusBadRequest, name, "public_key: "+err.Error())
-		return
-	}
-	c := &APIClient{
-		Name: name, ID: formatUUID(randomHex(16)), KeyID: formatUUID(randomHex(16)), Issuer: body.Issuer,
-		PublicKey: body.PublicKey, MaxRole: string(body.MaxRole), AccessTokenTTLMS: ttl, pub: pub,
-	}
-	s.clients[name] = c
-	writeJSON(w, 200, map[string]any{"items": []APIClient{*c}})
-}
-
-func parseRSAPublicKey(p string) (*rsa.PublicKey, error) {
-	blk, _ := pem.Decode([]byte(p))
-	if blk == nil {
-		return nil, errors.New("not PEM")
-	}
-	k, err := x509.ParsePKIXPublicKey(blk.Bytes)
-	if err != nil {
-		return nil, err
-	}
-	rk, ok := k.(*rsa.PublicKey)
-	if !ok || rk.N.BitLen() < 2048 {
-		return nil, errors.New("an RSA key of at least 2048 bits is required")
-	}
-	return rk, nil
-}
-
-// token is the API client JWT exchange.
-func (s *Server) token(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodPost {
-		writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "invalid_request", "error_description": "use POST"})
-		return
-	}
-	refuse := func(status int, code, why string) {
-		s.mu.Lock()
-		s.stats.TokensRefused++
-		s.mu.Unlock()
-		writeJSON(w, status, map[string]string{"error": code, "error_description": why})
-	}
-	if err := r.ParseForm(); err != nil {
-		refuse(400, "invalid_request", "the body is not a form")
-		return
-	}
-	if r.PostForm.Get("grant_type") != grantTypeTokenExchange || r.PostForm.Get("subject_token_type") != subjectTokenTypeJWT {
-		refuse(400, "unsupported_grant_type", "grant_type must be token-exchange with a jwt subject_token_type")
-		return
-	}
-	now := s.opts.Now()
-	var client *APIClient
-	tok, err := jwt.Parse(r.PostForm.Get("subject_token"), func(t *jwt.Token) (any, error) {
-		kid, _ := t.Header["kid"].(string)
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		for _, c := range s.clients {
-			if c.KeyID == kid {
-				cc := *c
-				client = &cc
-				return c.pub, nil
-			}
-		}
-		return nil, errors.New("no API client has this kid")
-	}, jwt.WithValidMethods([]string{"RS256"}), jwt.WithTimeFunc(func() time.Time { return now }),
-		jwt.WithExpirationRequired(), jwt.WithIssuedAt(), jwt.WithLeeway(clockSkew))
-	if err != nil {
-		refuse(401, "invalid_client", "JWT validation failed: "+err.Error())
-		return
-	}
-	claims := tok.Claims.(jwt.MapClaims)
-	aud, _ := claims["aud"].(string)
-	iss, _ := claims["iss"].(string)
-	sub, _ := claims["sub"].(string)
-	switch {
-	case aud != client.ID:
-		refuse(401, "invalid_client", "aud is not the API client's id")
-		return
-	case iss != client.Issuer:
-		refuse(401, "invalid_client", "iss is not the API client's issuer")
-		return
-	case !s.users[sub]:
-		refuse(401, "invalid_grant", "sub names no user of this array")
-		return
-	case !client.Enabled:
-		refuse(401, "invalid_client", "the API client is disabled")
-		return
-	}
-	ttl := time.Duration(client.AccessTokenTTLMS) * time.Millisecond
-	access, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
-		"iss": "emulated-flasharray", "sub": sub, "aud": client.ID, "api_client": client.Name,
-		"max_role": client.MaxRole, "iat": now.Unix(), "exp": now.Add(ttl).Unix(), "jti": randomHex(8),
-	}).SignedString(s.signKey)
-	if err != nil {
-		refuse(500, "server_error", "signing failed")
-		return
-	}
-	s.mu.Lock()
-	s.stats.TokensIssued++
-	s.stats.IssuedByClient[client.Name]++
-	s.mu.Unlock()
-	answer := map[string]any{
-		"access_token": access, "issued_token_type": issuedTokenTypeAccess,
-		"token_type": "Bearer", "expires_in": int64(ttl / time.Second),
-	}
-	if s.opts.WrapToken {
-		writeJSON(w, 200, map[string]any{"items": []any{answer}})
-		return
-	}
-	writeJSON(w, 200, answer)
-}
-
-// arrays answers only to a live access token of an enabled client that still
-// exists, or to a session.
-func (s *Server) arrays(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet {
-		writeErrors(w, http.StatusMethodNotAllowed, "", "use GET")
-		return
-	}
-	ok := s.authorized(r)
-	if bearer, found := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); found && !ok {
-		ok = s.validAccessToken(bearer) == nil
-	}
-	s.mu.Lock()
-	if ok {
-		s.stats.ArraysServed++
-	} else {
-		s.stats.ArraysRefused++
-	}
-	s.mu.Unlock()
-	if !ok {
-		writeErrors(w, http.StatusUnauthorized, "", "a valid access token (Authorization: Bearer) or x-auth-token is required")
-		return
-	}
-	writeJSON(w, 200, map[string]any{"items": []any{map[string]any{
-		"name": "emulated-flasharray", "id": "0b5c5fa1-95fa-4bc5-c7d1-23a2b2f3c4d5", "os": "Purity//FA", "version": "6.5.0",
-	}}})
-}
-
-func (s *Server) validAccessToken(raw string) error {
-	tok, err := jwt.Parse(raw, func(*jwt.Token) (any, error) { return s.signKey, nil },
-		jwt.WithValidMethods([]string{"HS256"}), jwt.WithTimeFunc(s.opts.Now), jwt.WithExpirationRequired())
-	if err != nil {
-		return err
-	}
-	name, _ := tok.Claims.(jwt.MapClaims)["api_client"].(string)
-	aud, _ := tok.Claims.(jwt.MapClaims)["aud"].(string)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	c, ok := s.clients[name]
-	if !ok || c.ID != aud || !c.Enabled {
-		return errors.New("the token's API client is gone or disabled")
-	}
-	return nil
-}
-
+// statusRecorder remembers the status for the log and the refusal count.
 type statusRecorder struct {
 	http.ResponseWriter
 	status int
+	fault  string
 }
 
 func (r *statusRecorder) WriteHeader(code int) {
 	r.status = code
 	r.ResponseWriter.WriteHeader(code)
 }
+
+// Unwrap lets http.ResponseController reach the connection (hijack, flush).
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
 func randomHex(n int) string {
 	b := make([]byte, n)
@@ -521,24 +466,4 @@ func randomHex(n int) string {
 // formatUUID shapes 32 hex digits like the UUIDs arrays use for ids.
 func formatUUID(h string) string {
 	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
-}
-
-// maxRole is max_role as a FlashArray takes it (a string) or as a FlashBlade
-// does (a reference, {"name": role}); the emulator accepts both.
-type maxRole string
-
-func (m *maxRole) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err == nil {
-		*m = maxRole(s)
-		return nil
-	}
-	var ref struct {
-		Name string `json:"name"`
-	}
-	if err := json.Unmarshal(b, &ref); err != nil {
-		return fmt.Errorf("max_role is neither a role name nor {\"name\": role}: %w", err)
-	}
-	*m = maxRole(ref.Name)
-	return nil
 }

@@ -1,0 +1,116 @@
+package emulator
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+)
+
+// Headers of the session wire (pypureclient/keywords.py).
+const (
+	headerAPIToken  = "api-token"
+	headerAuthToken = "x-auth-token"
+)
+
+func (s *Server) sessionHandler(step string) http.HandlerFunc {
+	if step == StepLogout {
+		return s.logout
+	}
+	return s.login
+}
+
+// login is POST login with the api-token header: a new session whose token
+// comes back in the x-auth-token response header. Pure's SDK reads only the
+// header; the body is the kind's login model (FA UsernameResponse
+// {"items":[{"username"}]}, FB Login {"username"}).
+func (s *Server) login(w http.ResponseWriter, r *http.Request) {
+	if !allowMethods(w, r, http.MethodPost) {
+		return
+	}
+	tok := r.Header.Get(headerAPIToken)
+	switch {
+	case tok == "":
+		writeErrors(w, http.StatusBadRequest, headerAPIToken, "Missing api-token header: log in with the API token of an array user.")
+		return
+	case tok != s.apiToken:
+		writeErrors(w, http.StatusUnauthorized, headerAPIToken, "Invalid api-token.")
+		return
+	}
+	sessionToken := randomHex(24)
+	s.mu.Lock()
+	s.sessions[sessionToken] = session{user: adminUser, opened: s.opts.Now()}
+	s.stats.SessionsOpened++
+	s.mu.Unlock()
+	w.Header().Set(headerAuthToken, sessionToken)
+	if s.kind.versionedLogin {
+		writeJSON(w, http.StatusOK, map[string]any{"items": []any{map[string]string{"username": adminUser}}})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"username": adminUser})
+}
+
+// logout ends the session named by x-auth-token. A logout of a session that
+// is not open is refused (401), so a client that logs out twice, or with a
+// token it never got, is seen.
+func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
+	if !allowMethods(w, r, http.MethodPost) {
+		return
+	}
+	tok := r.Header.Get(headerAuthToken)
+	if tok == "" {
+		writeErrors(w, http.StatusBadRequest, headerAuthToken, "Missing x-auth-token header: log out with the session token login gave.")
+		return
+	}
+	s.mu.Lock()
+	_, ok := s.sessions[tok]
+	if ok {
+		delete(s.sessions, tok)
+		s.stats.Logouts++
+	}
+	s.mu.Unlock()
+	if !ok {
+		writeErrors(w, http.StatusUnauthorized, headerAuthToken, "No open session has this x-auth-token.")
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+// principal is who a request acts as.
+type principal struct {
+	user string
+	role string
+}
+
+// authenticate finds the session (x-auth-token) or the access token
+// (Authorization: Bearer) of r; on failure it has answered 401.
+func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (principal, bool) {
+	if tok := r.Header.Get(headerAuthToken); tok != "" {
+		s.mu.Lock()
+		sess, ok := s.sessions[tok]
+		s.mu.Unlock()
+		if !ok {
+			writeErrors(w, http.StatusUnauthorized, headerAuthToken, "Invalid or expired x-auth-token: log in again.")
+			return principal{}, false
+		}
+		return principal{user: sess.user, role: roleArrayAdmin}, true
+	}
+	if auth := r.Header.Get("Authorization"); auth != "" {
+		scheme, bearer, _ := strings.Cut(auth, " ")
+		if !strings.EqualFold(scheme, "Bearer") {
+			writeErrors(w, http.StatusUnauthorized, "Authorization", "Use Authorization: Bearer <access token>.")
+			return principal{}, false
+		}
+		claims, err := s.validAccessToken(strings.TrimSpace(bearer))
+		if err != nil {
+			writeErrors(w, http.StatusUnauthorized, "Authorization", "Invalid access token: "+err.Error()+".")
+			return principal{}, false
+		}
+		return principal{user: claims.sub, role: claims.maxRole}, true
+	}
+	login := "POST /api/" + s.kind.newest + "/login"
+	if !s.kind.versionedLogin {
+		login = "POST " + FlashBladeLoginPath
+	}
+	writeErrors(w, http.StatusUnauthorized, "", fmt.Sprintf("Authentication required: send x-auth-token (%s with an api-token header) or Authorization: Bearer <access token>.", login))
+	return principal{}, false
+}
