@@ -4,6 +4,7 @@
 #   make dev-stop   stop what make dev started
 #   make test       everything CI runs: unit, race, fuzz smoke, end-to-end against a real Vault, cluster
 #   make bench      benchmarks, each ratio beside its baseline from the same run
+#   make docs       regenerate docs/reference/paths.md from the plugin's OpenAPI
 
 SHELL        := /usr/bin/env bash
 VERSION      ?= v0.1.0
@@ -14,7 +15,7 @@ BIN          := bin
 PLUGIN       := $(BIN)/vault-plugin-secrets-pure1
 GOFILES      := $(shell find . -name '*.go' -not -name '*_test.go' -not -path './bin/*' 2>/dev/null) go.mod go.sum
 
-.PHONY: all build vault prometheus sdk-deps test test-unit test-fuzz-smoke test-e2e test-cluster fuzz fmt vet dev dev-stop cluster cluster-stop bench clean
+.PHONY: all build vault prometheus sdk-deps test test-unit test-fuzz-smoke test-e2e test-cluster fuzz fmt vet dev dev-stop cluster cluster-stop bench docs clean
 
 all: build
 
@@ -77,6 +78,11 @@ test-cluster: build vault
 	PURE1_CLUSTER=1 VAULT_BIN=$${VAULT_BIN:-$(CURDIR)/$(BIN)/vault} PURE1_BIN_DIR=$(CURDIR)/$(BIN) \
 	PURE1_PLUGIN_VERSION=$(VERSION) \
 	  $(GO) test -count=1 -timeout 20m -v -run 'TestCluster' ./backend/e2e/ 2>&1 | scripts/test-summary.sh
+
+# docs/reference/paths.md from the plugin's own OpenAPI document (what vault
+# path-help shows); TestPathReference in make test fails until this is rerun.
+docs:
+	$(GO) test -count=1 -run '^TestPathReference$$' ./backend/ -update
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
