@@ -30,13 +30,20 @@ type fakeArray struct {
 	users      map[string]bool
 	clients    map[string]*fakeClient // by name
 	nextID     int
-	// fail makes the named step fail once set: login, create, enable,
-	// delete, exchange (every exchange), verify-new (an exchange by a client
-	// that has not yet issued a token).
+	// fail makes the named step fail once set: login, logout, get, create,
+	// enable, delete, exchange (every exchange), verify-new (an exchange by
+	// a client that has not yet issued a token). create-applied,
+	// enable-applied and delete-applied do the step, then fail with the
+	// error: a change the array made whose answer was lost.
 	fail      map[string]error
 	exchanges int
 	dialed    []purearray.Options
 	created   []purearray.NewAPIClient // every create asked for, in order
+	// createdKinds is the wire each create went out on (the dial's Kind).
+	createdKinds []*purearray.Kind
+	// sessions is the number of admin sessions open now; logins counts
+	// every login.
+	sessions, logins int
 }
 
 type fakeClient struct {
@@ -63,7 +70,23 @@ func (f *fakeArray) dial(o purearray.Options) (purearray.Array, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.dialed = append(f.dialed, o)
-	return f, nil
+	return fakeConn{f, o.Kind}, nil
+}
+
+// fakeConn is one dial of the fake array, on the wire of its kind.
+type fakeConn struct {
+	*fakeArray
+	kind *purearray.Kind
+}
+
+func (c fakeConn) Admin(ctx context.Context, apiToken string) (purearray.Admin, error) {
+	a, err := c.fakeArray.Admin(ctx, apiToken)
+	if err != nil {
+		return nil, err
+	}
+	ad := a.(fakeAdmin)
+	ad.kind = c.kind
+	return ad, nil
 }
 
 func (f *fakeArray) failing(step string) error {
@@ -141,10 +164,30 @@ func (f *fakeArray) Admin(_ context.Context, apiToken string) (purearray.Admin, 
 	if apiToken != f.adminToken {
 		return nil, &pure1.APIError{StatusCode: http.StatusUnauthorized, Description: "invalid api token"}
 	}
-	return fakeAdmin{f}, nil
+	f.sessions++
+	f.logins++
+	return fakeAdmin{f: f}, nil
 }
 
-type fakeAdmin struct{ f *fakeArray }
+func (a fakeAdmin) Logout(context.Context) error {
+	f := a.f
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.sessions--
+	return f.failing("logout")
+}
+
+// openSessions is the number of admin sessions not logged out.
+func (f *fakeArray) openSessions() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.sessions
+}
+
+type fakeAdmin struct {
+	f    *fakeArray
+	kind *purearray.Kind
+}
 
 func (a fakeAdmin) CreateAPIClient(_ context.Context, c purearray.NewAPIClient) (*purearray.APIClient, error) {
 	f := a.f
@@ -166,11 +209,16 @@ func (a fakeAdmin) CreateAPIClient(_ context.Context, c purearray.NewAPIClient) 
 	}
 	f.nextID++
 	f.created = append(f.created, c)
+	f.createdKinds = append(f.createdKinds, a.kind)
 	fc := &fakeClient{pub: pub.(*rsa.PublicKey), APIClient: purearray.APIClient{
 		Name: c.Name, ID: fmt.Sprintf("client-%d", f.nextID), KeyID: fmt.Sprintf("key-%d", f.nextID),
 		Issuer: c.Issuer, MaxRole: []byte(`"` + c.MaxRole + `"`), AccessTokenTTLMS: c.AccessTokenTTL.Milliseconds(),
+		PublicKey: c.PublicKeyPEM,
 	}}
 	f.clients[c.Name] = fc
+	if err := f.failing("create-applied"); err != nil {
+		return nil, err
+	}
 	out := fc.APIClient
 	return &out, nil
 }
@@ -187,6 +235,9 @@ func (a fakeAdmin) EnableAPIClient(_ context.Context, name string) (*purearray.A
 		return nil, &pure1.APIError{StatusCode: 400, Description: "no such client"}
 	}
 	c.Enabled = true
+	if err := f.failing("enable-applied"); err != nil {
+		return nil, err
+	}
 	out := c.APIClient
 	return &out, nil
 }
@@ -195,6 +246,9 @@ func (a fakeAdmin) GetAPIClient(_ context.Context, name string) (*purearray.APIC
 	f := a.f
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if err := f.failing("get"); err != nil {
+		return nil, err
+	}
 	c, ok := f.clients[name]
 	if !ok {
 		return nil, nil
@@ -211,10 +265,10 @@ func (a fakeAdmin) DeleteAPIClient(_ context.Context, name string) error {
 		return err
 	}
 	if _, ok := f.clients[name]; !ok {
-		return &pure1.APIError{StatusCode: 400, Description: "no such client"}
+		return nil // the HTTP client treats a client already gone as deleted
 	}
 	delete(f.clients, name)
-	return nil
+	return f.failing("delete-applied")
 }
 
 // register adds a client an operator made, enabled, for key k.
@@ -224,6 +278,7 @@ func (f *fakeArray) register(name, issuer string, k *keyFixture) *purearray.APIC
 	f.nextID++
 	c := &fakeClient{pub: &k.priv.PublicKey, APIClient: purearray.APIClient{
 		Name: name, ID: fmt.Sprintf("client-%d", f.nextID), KeyID: fmt.Sprintf("key-%d", f.nextID), Issuer: issuer, Enabled: true,
+		PublicKey: k.publicPEM,
 	}}
 	f.clients[name] = c
 	out := c.APIClient

@@ -5,6 +5,7 @@ package backend
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"regexp"
 	"sort"
@@ -104,10 +105,12 @@ type backend struct {
 	metrics   *metrics
 
 	dialArray func(purearray.Options) (purearray.Array, error)
-	// arrays are the clients of the arrays configs name, by address and CA,
-	// so that connections are kept alive between exchanges.
+	// arrays are the clients of the arrays configs name, by config, so
+	// that connections are kept alive between exchanges (kind_array.go).
 	arraysLock sync.Mutex
-	arrays     map[string]purearray.Array
+	arrays     map[string]arrayConn
+	// cleanup is the delete list of array API clients (cleanup.go).
+	cleanup cleanupList
 
 	// parseKey and generateKey are pure1's, replaced in tests to make key
 	// work slow on purpose.
@@ -121,7 +124,7 @@ func newBackend(opts Options) *backend {
 		exchanger: opts.Exchanger,
 		hosts:     opts.Hosts,
 		dialArray: opts.DialArray,
-		arrays:    make(map[string]purearray.Array),
+		arrays:    make(map[string]arrayConn),
 		now:       opts.Now,
 		ctx:       ctx,
 		cancel:    cancel,
@@ -151,10 +154,11 @@ func newBackend(opts Options) *backend {
 		Help:        strings.TrimSpace(backendHelp),
 		BackendType: logical.TypeLogical,
 		PathsSpecial: &logical.Paths{
-			// The private keys live under config/ and live access tokens
-			// under static-tokens/: seal-wrap them where the seal supports
-			// it (Enterprise HSM/KMS seals).
-			SealWrapStorage: []string{configStoragePrefix, staticTokenStoragePrefix},
+			// The private keys live under config/, live access tokens under
+			// static-tokens/ and admin tokens also under array-cleanup/:
+			// seal-wrap them where the seal supports it (Enterprise HSM/KMS
+			// seals).
+			SealWrapStorage: []string{configStoragePrefix, staticTokenStoragePrefix, cleanupStoragePrefix},
 		},
 		Paths: framework.PathAppend(
 			pathConfig(b),
@@ -222,6 +226,8 @@ func (b *backend) invalidate(_ context.Context, key string) {
 		b.dropStatic(strings.TrimPrefix(key, staticRoleStoragePrefix))
 	case strings.HasPrefix(key, staticTokenStoragePrefix):
 		b.dropStatic(strings.TrimPrefix(key, staticTokenStoragePrefix))
+	case strings.HasPrefix(key, cleanupStoragePrefix):
+		b.cleanup.drop()
 	}
 }
 
@@ -232,6 +238,7 @@ func (b *backend) dropConfig(name string) {
 	b.cacheLock.Unlock()
 	b.tokens.dropConfig(name)
 	b.checks.drop(name)
+	b.dropArray(name)
 	// Static tokens of this config are due at once under its new identity.
 	b.wakeStaticRefresher()
 }
@@ -277,6 +284,27 @@ func cachedLoad[T any](b *backend, m map[string]*T, name string, load func() (*T
 	return v, nil
 }
 
+// storageLayout is the version of what this build stores: every entry
+// carries it (layout 1, entries of v0.1.0, carry none). A build refuses an
+// entry of a newer layout rather than misread it, and new fields get zero
+// values that keep older entries valid, so an upgrade reads every byte an
+// older build wrote.
+const storageLayout = 2
+
+// layoutVersion is embedded in every stored entry.
+type layoutVersion struct {
+	Layout int `json:"layout,omitempty"`
+}
+
+func (l *layoutVersion) setLayout(v int) { l.Layout = v }
+func (l *layoutVersion) layout() int     { return l.Layout }
+
+// versioned is what putEntry stores: an entry that embeds layoutVersion.
+type versioned interface{ setLayout(int) }
+
+// errNewerLayout: storage holds an entry a newer build of the plugin wrote.
+var errNewerLayout = errors.New("written by a newer version of this plugin")
+
 // readEntry decodes the JSON entry at key; nil when there is none. what
 // names the entry in errors, such as `role "x"`.
 func readEntry[T any](ctx context.Context, s logical.Storage, key, what string) (*T, error) {
@@ -291,11 +319,18 @@ func readEntry[T any](ctx context.Context, s logical.Storage, key, what string) 
 	if err := raw.DecodeJSON(&v); err != nil {
 		return nil, fmt.Errorf("decoding %s: %w", what, err)
 	}
+	if l, ok := any(&v).(interface{ layout() int }); ok && l.layout() > storageLayout {
+		return nil, fmt.Errorf("%s was %w (storage layout %d; this build, %s, reads up to %d): nothing was changed; "+
+			"register and run that version again (vault plugin register -version=..., vault secrets tune -plugin-version=..., vault plugin reload)",
+			what, errNewerLayout, l.layout(), Version, storageLayout)
+	}
 	return &v, nil
 }
 
-// putEntry stores v as JSON at key; what names the entry in errors.
-func putEntry(ctx context.Context, s logical.Storage, key, what string, v any) error {
+// putEntry stores v as JSON at key, marked with this build's layout; what
+// names the entry in errors.
+func putEntry(ctx context.Context, s logical.Storage, key, what string, v versioned) error {
+	v.setLayout(storageLayout)
 	ent, err := logical.StorageEntryJSON(key, v)
 	if err != nil {
 		return fmt.Errorf("encoding %s: %w", what, err)

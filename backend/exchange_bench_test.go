@@ -63,7 +63,7 @@ func BenchmarkExchangeOverhead(b *testing.B) {
 	if err != nil || cfg == nil {
 		b.Fatal("config not readable", err)
 	}
-	jwt, _, err := cfg.signer.Sign(time.Now(), time.Hour)
+	jwt, _, err := cfg.signer(time.Now(), time.Hour, "")
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -23,6 +23,7 @@ import (
 const (
 	labelPath           = "path"
 	labelRole           = "role"
+	labelReason         = "reason"
 	labelConfig         = "config"
 	labelCredentialType = "credential_type"
 	labelOutcome        = "outcome"
@@ -80,6 +81,9 @@ type metrics struct {
 	staticRefreshes    *prometheus.CounterVec
 	rateLimitRemaining *prometheus.GaugeVec
 	retryAfter         *prometheus.GaugeVec
+	clientsDeleted     *prometheus.CounterVec
+	deleteFailures     *prometheus.CounterVec
+	rotationFailures   *prometheus.CounterVec
 
 	// Gauges of what storage holds, computed at each scrape (see
 	// storedStateCollector), so that every node reports the same.
@@ -89,6 +93,7 @@ type metrics struct {
 	keyAge               *prometheus.Desc
 	keyMaxAge            *prometheus.Desc
 	keyRotationPending   *prometheus.Desc
+	pendingDeletions     *prometheus.Desc
 }
 
 type seriesInfo struct {
@@ -154,6 +159,17 @@ func newMetrics() *metrics {
 		"Retry-After of the last answer from Pure1's token endpoint, by config; 0 when that answer asked for no wait.",
 		labelConfig)
 
+	m.clientsDeleted = counter("pure1_array_clients_deleted_total",
+		"API clients Vault made that the delete list removed from an array, by config and reason: retired (rotated out, its credentials expired), "+
+			"registration (half-made by a write or rotation that failed or crashed), config_deleted.",
+		labelConfig, labelReason)
+	m.deleteFailures = counter("pure1_array_client_delete_failures_total",
+		"Attempts to delete an API client on the delete list that failed (retried with growing backoff), by config.",
+		labelConfig)
+	m.rotationFailures = counter("pure1_scheduled_rotation_failures_total",
+		"Scheduled rotations of managed array configs that failed (retried with growing backoff; the active client keeps working), by config.",
+		labelConfig)
+
 	m.staticExpiry = stored("pure1_static_token_expiry_seconds",
 		"Seconds until the stored token of a static role expires (negative once expired), by role. From storage at scrape time.",
 		labelRole)
@@ -171,6 +187,9 @@ func newMetrics() *metrics {
 		labelConfig)
 	m.keyRotationPending = stored("pure1_key_rotation_pending",
 		"1 when a config has a pending key waiting to be promoted (a rotation under way), else 0, by config.",
+		labelConfig)
+	m.pendingDeletions = stored("pure1_array_clients_pending_deletion",
+		"API clients on the delete list (waiting for their retirement time, or for the array to take the delete), by config. From storage at scrape time.",
 		labelConfig)
 	return m
 }
@@ -240,11 +259,42 @@ func (m *metrics) observeStaticRefresh(role, config string, err error) {
 	m.staticRefreshes.WithLabelValues(role, config, exchangeOutcome(err)).Inc()
 }
 
-// forgetConfig drops the last-seen rate limit values of a deleted config, so
-// that an alert on them does not outlive it. Counters stay: they are history.
+// forgetConfig drops every series of a deleted config, so that neither an
+// alert nor the series count outlives it.
 func (m *metrics) forgetConfig(config string) {
-	m.rateLimitRemaining.DeleteLabelValues(config)
-	m.retryAfter.DeleteLabelValues(config)
+	l := prometheus.Labels{labelConfig: config}
+	for _, v := range []interface{ DeletePartialMatch(prometheus.Labels) int }{
+		m.rateLimitRemaining, m.retryAfter, m.credentialsIssued, m.exchanges, m.exchangeRetries, m.exchangeDuration,
+		m.staticRefreshes, m.deleteFailures, m.rotationFailures,
+	} {
+		v.DeletePartialMatch(l)
+	}
+	// clientsDeleted stays: the config's clients may still be on the list.
+}
+
+// forgetRole drops the series of a deleted role (or static role).
+func (m *metrics) forgetRole(role string) {
+	l := prometheus.Labels{labelRole: role}
+	for _, v := range []interface{ DeletePartialMatch(prometheus.Labels) int }{
+		m.credentialsIssued, m.readersShared, m.readersReused, m.staticRefreshes,
+	} {
+		v.DeletePartialMatch(l)
+	}
+}
+
+// observeClientDeleted counts an API client the delete list removed.
+func (m *metrics) observeClientDeleted(config, reason string) {
+	m.clientsDeleted.WithLabelValues(config, reason).Inc()
+}
+
+// observeClientDeleteFailure counts a failed attempt of the delete list.
+func (m *metrics) observeClientDeleteFailure(config string) {
+	m.deleteFailures.WithLabelValues(config).Inc()
+}
+
+// observeRotationFailure counts a failed scheduled rotation.
+func (m *metrics) observeRotationFailure(config string) {
+	m.rotationFailures.WithLabelValues(config).Inc()
 }
 
 // exchangeOutcome classifies an exchange's (or a refresh's) error.
@@ -283,6 +333,8 @@ type storedState struct {
 	now    time.Time
 	static []staticTokenState
 	keys   []keyState
+	// pending counts the delete list's entries by config.
+	pending map[string]int
 }
 
 // gather returns every series: the counters and gauges this process keeps,
@@ -304,7 +356,7 @@ type storedStateCollector struct {
 }
 
 func (c *storedStateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.m.staticExpiry, c.m.staticLastRefresh, c.m.staticRotationPeriod, c.m.keyAge, c.m.keyMaxAge, c.m.keyRotationPending} {
+	for _, d := range []*prometheus.Desc{c.m.staticExpiry, c.m.staticLastRefresh, c.m.staticRotationPeriod, c.m.keyAge, c.m.keyMaxAge, c.m.keyRotationPending, c.m.pendingDeletions} {
 		ch <- d
 	}
 }
@@ -336,5 +388,8 @@ func (c *storedStateCollector) Collect(ch chan<- prometheus.Metric) {
 			pending = 1
 		}
 		gauge(c.m.keyRotationPending, pending, k.Config)
+	}
+	for config, n := range c.st.pending {
+		gauge(c.m.pendingDeletions, float64(n), config)
 	}
 }

@@ -33,13 +33,14 @@ const (
 const checkMaxAge = time.Minute
 
 const (
-	checkHelpSynopsis    = "Check a config against Pure1: one live token exchange with its active key and app_id."
+	checkHelpSynopsis    = "Check a config against Pure1 or its array: one live token exchange with its active key and client."
 	checkHelpDescription = `
 Reading config/<name>/check signs a JWT with the config's active key and
-exchanges it at its token_url, as a creds read of an access_token role would.
+exchanges it at its token_url (an array config: at its array, for its
+username), as a creds read of an access_token role would.
 It answers ok=true with the token's org, max_role, lifetime (token_ttl, seconds)
-and the exchange's round_trip_ms; or ok=false with Pure1's error, the key's
-fingerprint and what to check. The token itself is not returned.
+and the exchange's round_trip_ms; or ok=false with Pure1's (or the array's)
+error, the key's fingerprint and what to check. The token itself is not returned.
 
 A result is answered again for a minute (cached=true, checked_at says when it
 was made), so that polling cannot use up the organisation's Pure1 rate limit.
@@ -65,20 +66,22 @@ func pathCheck(b *backend) []*framework.Path {
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.ReadOperation: &framework.PathOperation{
 				Callback: b.pathCheckRead,
-				Summary:  "Exchange a JWT of the config's active key with Pure1 and report the outcome (cached for a minute).",
+				Summary:  "Exchange a JWT of the config's active key with Pure1 (or its array) and report the outcome (cached for a minute).",
 				Responses: map[int][]framework.Response{
 					200: {{
 						Description: "OK",
 						Fields: map[string]*framework.FieldSchema{
-							fieldCheckOK:              {Type: framework.TypeBool, Description: "Whether Pure1 issued an access token."},
-							fieldAppID:                {Type: framework.TypeString, Description: "The application ID checked."},
+							fieldCheckOK:              {Type: framework.TypeBool, Description: "Whether Pure1 (or the array) issued an access token."},
+							fieldKind:                 {Type: framework.TypeString, Description: "The config's kind: pure1, flasharray or flashblade."},
+							fieldAppID:                {Type: framework.TypeString, Description: "The application ID (arrays: the API client id) checked."},
 							fieldPublicKeyFingerprint: {Type: framework.TypeString, Description: "Fingerprint of the active key checked."},
-							fieldTokenURL:             {Type: framework.TypeString, Description: "Where the exchange went."},
+							fieldTokenURL:             {Type: framework.TypeString, Description: "Pure1: where the exchange went."},
+							fieldArrayURL:             {Type: framework.TypeString, Description: "Arrays: the array the exchange went to."},
 							fieldOrg:                  {Type: framework.TypeString, Description: "ok: the token's org, when present."},
 							fieldMaxRole:              {Type: framework.TypeString, Description: "ok: the token's max_role, when present."},
 							fieldTokenTTL:             {Type: framework.TypeInt, Description: "ok: seconds the issued token was valid for."},
 							fieldRoundTripMS:          {Type: framework.TypeInt, Description: "Milliseconds the exchange took, retries included."},
-							fieldCheckError:           {Type: framework.TypeString, Description: "not ok: Pure1's answer or the network error."},
+							fieldCheckError:           {Type: framework.TypeString, Description: "not ok: Pure1's (or the array's) answer, or the network error."},
 							fieldCheckAdvice:          {Type: framework.TypeString, Description: "not ok: what to check."},
 							fieldCheckedAt:            {Type: framework.TypeTime, Description: "When the exchange was made (RFC 3339)."},
 							fieldCached:               {Type: framework.TypeBool, Description: "Whether this is the result of an earlier check, less than a minute old."},
@@ -139,8 +142,7 @@ func (b *backend) pathCheckRead(ctx context.Context, req *logical.Request, d *fr
 		return logical.ErrorResponse("config %q does not exist: list configs with vault list %sconfig", name, req.MountPoint), nil
 	}
 	if !cfg.ready() {
-		return logical.ErrorResponse("config %q has no app_id, so there is nothing Pure1 could accept yet: register its public key in Pure1 "+
-			"(Administration > API Registration), then vault write %sconfig/%s app_id=pure1:apikey:...", name, req.MountPoint, name), nil
+		return logical.ErrorResponse(cfg.kind.notReady(cfg, req.MountPoint)), nil
 	}
 	if r, ok := b.checks.get(name, cfg.identity, b.now()); ok {
 		return checkResponse(r.data, true), nil
@@ -158,11 +160,13 @@ func (b *backend) pathCheckRead(ctx context.Context, req *logical.Request, d *fr
 		return nil, err
 	}
 
+	endpointField, endpoint := cfg.kind.endpoint(cfg)
 	data := map[string]interface{}{
 		fieldCheckOK:              err == nil,
-		fieldAppID:                cfg.clientID(),
+		fieldKind:                 cfg.kind.Name(),
+		fieldAppID:                cfg.clientID,
 		fieldPublicKeyFingerprint: cfg.key.Fingerprint(),
-		fieldTokenURL:             cfg.entry.TokenURL,
+		endpointField:             endpoint,
 		fieldRoundTripMS:          rtt.Milliseconds(),
 		fieldCheckedAt:            formatTime(checkedAt),
 	}
@@ -176,8 +180,8 @@ func (b *backend) pathCheckRead(ctx context.Context, req *logical.Request, d *fr
 		}
 	} else {
 		data[fieldCheckError] = err.Error()
-		data[fieldCheckAdvice] = checkAdvice(err, cfg)
-		b.Logger().Warn("config check: Pure1 did not issue a token", "config", name, "app_id", cfg.clientID(), "error", err)
+		data[fieldCheckAdvice] = cfg.kind.checkAdvice(cfg, err)
+		b.Logger().Warn("config check: no token was issued", "config", name, "kind", cfg.kind.Name(), "client", cfg.clientID, "error", err)
 	}
 	b.checks.put(name, checkResult{identity: cfg.identity, at: checkedAt, data: data})
 	return checkResponse(data, false), nil
@@ -190,21 +194,7 @@ func checkResponse(data map[string]interface{}, cached bool) *logical.Response {
 	d[fieldCached] = cached
 	resp := &logical.Response{Data: d}
 	if d[fieldCheckOK] != true {
-		resp.AddWarning(fmt.Sprintf("Pure1 did not issue a token: %v", d[fieldCheckAdvice]))
+		resp.AddWarning(fmt.Sprintf("no token was issued: %v", d[fieldCheckAdvice]))
 	}
 	return resp
-}
-
-// checkAdvice says what to check for each kind of failure.
-func checkAdvice(err error, cfg *config) string {
-	switch {
-	case errors.Is(err, pure1.ErrRejected):
-		return fmt.Sprintf("Pure1 refused the key: check in Pure1 (Administration > API Registration) that application %q exists and was registered "+
-			"with the public key whose fingerprint is %s (vault read the config to compare), and that this Vault node's clock is right",
-			cfg.clientID(), cfg.key.Fingerprint())
-	case errors.Is(err, pure1.ErrBadResponse):
-		return fmt.Sprintf("the answer was not a Pure1 token response: check that token_url %s is Pure1's token endpoint", cfg.entry.TokenURL)
-	}
-	return fmt.Sprintf("Pure1 could not be reached or kept failing: check this Vault node's network, DNS and proxy towards %s, and Pure1's status; "+
-		"credentials of access_token roles fail the same way meanwhile", cfg.entry.TokenURL)
 }

@@ -13,7 +13,6 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/pure1vault/vault-plugin-secrets-pure1/backend/pure1"
-	"github.com/pure1vault/vault-plugin-secrets-pure1/backend/purearray"
 )
 
 const configStoragePrefix = "config/"
@@ -237,6 +236,8 @@ func init() {
 // existed have only the first four fields; the others decode as zero values,
 // which mean "unknown" (KeyCreatedAt) or "none".
 type configEntry struct {
+	layoutVersion
+
 	AppID      string `json:"app_id"`
 	PrivateKey string `json:"private_key"`
 	KeySource  string `json:"key_source"`
@@ -284,24 +285,31 @@ type previousKey struct {
 	Fingerprint string `json:"public_key_fingerprint"`
 	AppID       string `json:"app_id"`
 	// Of an array's API client: its name, and whether Vault deleted it.
-	ClientName   string    `json:"client_name,omitempty"`
-	Deleted      bool      `json:"deleted,omitempty"`
+	ClientName string `json:"client_name,omitempty"`
+	Deleted    bool   `json:"deleted,omitempty"`
+	// RetireAt is when the delete list removes a managed client: once the
+	// longest credential it issued has expired. Zero for entries stored
+	// before retirement existed, whose client was deleted at promotion.
+	RetireAt     time.Time `json:"retire_at,omitzero"`
 	KeyCreatedAt time.Time `json:"key_created_at,omitzero"`
 	RetiredAt    time.Time `json:"retired_at"`
 }
 
 // config is a configEntry with its key parsed once, as cached.
 type config struct {
-	name   string
-	entry  configEntry
-	key    *pure1.Key
-	signer *pure1.Signer // Pure1: nil until app_id is written
-	// arraySigner is an array config's; nil until client_id, key_id and
-	// issuer are known.
-	arraySigner *purearray.Signer
-	// identity names what a Pure1 credential depends on: the key, the
-	// application and the endpoint. A token cached or in flight under
-	// another identity is never handed out for this config.
+	name  string
+	entry configEntry
+	kind  configKind
+	key   *pure1.Key
+	// signer signs a JWT for user sub (arrays; Pure1 has none); nil until
+	// the config can sign (a Pure1 app_id, an array's API client).
+	signer func(now time.Time, life time.Duration, sub string) (string, time.Time, error)
+	// clientID is what credentials carry as app_id: the Pure1 application,
+	// or the array's API client id.
+	clientID string
+	// identity names what a credential depends on: the key, the client and
+	// the endpoint. A token cached or in flight under another identity is
+	// never handed out for this config.
 	identity string
 	// digest is identity hashed, as static tokens record it; computed once,
 	// on first use, since a static-creds read compares it.
@@ -318,50 +326,17 @@ func newConfig(name string, e *configEntry, key *pure1.Key) (*config, error) {
 			return nil, fmt.Errorf("stored key of config %q is unreadable: %w", name, err)
 		}
 	}
-	c := &config{
-		name:     name,
-		entry:    *e,
-		key:      key,
-		identity: key.Fingerprint() + "\x00" + e.AppID + "\x00" + e.TokenURL,
-	}
-	if e.isArray() {
-		return newArrayConfig(c)
-	}
-	var err error
-	if e.AppID != "" {
-		if c.signer, err = pure1.NewSigner(e.AppID, key); err != nil {
-			return nil, fmt.Errorf("config %q: %w", name, err)
-		}
+	c := &config{name: name, entry: *e, kind: e.kind(), key: key}
+	if err := c.kind.open(c); err != nil {
+		return nil, err
 	}
 	return c, nil
 }
 
-func (c *config) responseData() map[string]interface{} {
-	if c.entry.isArray() {
-		return c.arrayResponseData()
-	}
-	d := map[string]interface{}{
-		fieldKind:                 c.entry.kindName(),
-		fieldAppID:                c.entry.AppID,
-		fieldPublicKey:            c.key.PublicKeyPEM(),
-		fieldPublicKeyFingerprint: c.key.Fingerprint(),
-		fieldKeyBits:              c.key.Bits(),
-		fieldKeySource:            c.entry.KeySource,
-		fieldTokenURL:             c.entry.TokenURL,
-		fieldKeyCreatedAt:         formatTime(c.entry.KeyCreatedAt),
-		fieldMaxKeyAge:            int64(c.entry.MaxKeyAge / time.Second),
-	}
-	if p := c.entry.Pending; p != nil {
-		d[fieldPendingFingerprint] = p.Fingerprint
-		d[fieldPendingCreatedAt] = formatTime(p.CreatedAt)
-	}
-	if p := c.entry.Previous; p != nil {
-		d[fieldPreviousFingerprint] = p.Fingerprint
-		d[fieldPreviousAppID] = p.AppID
-		d[fieldPreviousRetiredAt] = formatTime(p.RetiredAt)
-	}
-	return d
-}
+// ready reports whether the config can sign.
+func (c *config) ready() bool { return c.signer != nil }
+
+func (c *config) responseData() map[string]interface{} { return c.kind.describe(c) }
 
 // formatTime is RFC 3339 in UTC, or "" for an unknown (zero) time.
 func formatTime(t time.Time) string {
@@ -428,8 +403,20 @@ func (b *backend) pathConfigRead(ctx context.Context, req *logical.Request, d *f
 		return nil, err
 	}
 	resp := &logical.Response{Data: c.responseData()}
-	if w := c.keyAgeWarning(b.now(), req.MountPoint); w != "" {
-		resp.AddWarning(w)
+	pending, err := b.pendingDeletions(ctx, req.Storage, c.name)
+	if err != nil {
+		return nil, err
+	}
+	if len(pending) > 0 {
+		resp.Data[fieldPendingDeletions] = pending
+	}
+	if f := b.rotations.get(c.name); f.failures > 0 {
+		resp.Data[fieldRotationFailures] = f.failures
+	}
+	for _, w := range []string{c.keyAgeWarning(b.now(), req.MountPoint), b.rotations.warning(c.name)} {
+		if w != "" {
+			resp.AddWarning(w)
+		}
 	}
 	return resp, nil
 }
@@ -444,38 +431,57 @@ func (b *backend) pathConfigList(ctx context.Context, req *logical.Request, _ *f
 
 func (b *backend) pathConfigDelete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get("name").(string)
+	released, refusal, err := b.deleteConfig(ctx, req.Storage, name)
+	if err != nil || refusal != "" {
+		if refusal != "" {
+			return logical.ErrorResponse(refusal), nil
+		}
+		return nil, err
+	}
+	if len(released) == 0 {
+		return nil, nil
+	}
+	// Outside the write lock: the array may be slow or down, and whatever
+	// it does not take now the loop retries.
+	b.drainNow(ctx, req.Storage, name)
+	left, err := b.pendingDeletions(ctx, req.Storage, name)
+	if err != nil || len(left) == 0 {
+		return nil, err
+	}
+	resp := &logical.Response{}
+	resp.AddWarning(fmt.Sprintf("config %q was deleted; its API clients on the array could not all be deleted yet: %s. "+
+		"Vault keeps retrying in the background (metric pure1_array_clients_pending_deletion)", name, pendingSummary(left)))
+	return resp, nil
+}
+
+// deleteConfig deletes config name unless a role uses it, putting what it
+// leaves on an array on the delete list in the same locked step: storage
+// never forgets a client Vault made.
+func (b *backend) deleteConfig(ctx context.Context, s logical.Storage, name string) ([]*cleanupEntry, string, error) {
 	b.writeLock.Lock()
 	defer b.writeLock.Unlock()
-
-	users, err := b.rolesUsingConfig(ctx, req.Storage, name)
+	users, err := b.rolesUsingConfig(ctx, s, name)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if len(users) > 0 {
-		return logical.ErrorResponse("config %q is used by role(s) %s: delete those roles or point them at another config first",
+		return nil, fmt.Sprintf("config %q is used by role(s) %s: delete those roles or point them at another config first",
 			name, strings.Join(users, ", ")), nil
 	}
-	old, err := readConfigEntry(ctx, req.Storage, name)
-	if err != nil {
-		return nil, err
+	old, err := readConfigEntry(ctx, s, name)
+	if err != nil || old == nil {
+		return nil, "", err
 	}
-	if err := req.Storage.Delete(ctx, configStoragePrefix+name); err != nil {
-		return nil, fmt.Errorf("deleting config %q: %w", name, err)
+	released := old.kind().release(name, old, b.now())
+	if err := b.queueCleanup(ctx, s, released...); err != nil {
+		return nil, "", fmt.Errorf("config %q was not deleted: %w", name, err)
+	}
+	if err := s.Delete(ctx, configStoragePrefix+name); err != nil {
+		return nil, "", fmt.Errorf("deleting config %q: %w", name, err)
 	}
 	b.dropConfig(name)
 	b.metrics.forgetConfig(name)
-	if old == nil || old.Managed == nil || old.ClientID == "" {
-		return nil, nil
-	}
-	// Vault made this API client; nothing else knows to delete it.
-	if err := b.deleteClient(ctx, old, old.Managed.Name); err != nil {
-		b.Logger().Warn("deleting a config's API client at the array failed", "config", name, "api_client", old.Managed.Name, "error", err)
-		resp := &logical.Response{}
-		resp.AddWarning(fmt.Sprintf("config %q was deleted, but its API client %q could not be deleted at %s (%v): delete it on the array",
-			name, old.Managed.Name, old.ArrayURL, err))
-		return resp, nil
-	}
-	return nil, nil
+	return released, "", nil
 }
 
 // configWrite is one validated write to config/<name>, before it is applied.
@@ -498,112 +504,7 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	if refusal != "" {
 		return logical.ErrorResponse(refusal), nil
 	}
-	if kind != kindPure1 {
-		return b.pathArrayConfigWrite(ctx, req, d, name, kind)
-	}
-	if bad := presentFields(req, arrayOnlyFields); len(bad) > 0 {
-		return logical.ErrorResponse("%s applies only to kind=flasharray or kind=flashblade configs; config %q is a Pure1 application (kind=pure1)",
-			strings.Join(bad, ", "), name), nil
-	}
-	w, err := readConfigWrite(d, b.hosts)
-	if err != nil {
-		return logical.ErrorResponse(err.Error()), nil
-	}
-	maxKeyAge, hasMaxKeyAge, err := readMaxKeyAge(d)
-	if err != nil {
-		return logical.ErrorResponse(err.Error()), nil
-	}
-
-	// Before the write lock: decrypting a key file or generating a key takes
-	// up to seconds, and every config and role write waits on that lock.
-	nk, err := b.loadKey(ctx, w.keyInput)
-	if err != nil {
-		return nil, err
-	}
-	if nk.refusal != "" {
-		return logical.ErrorResponse(nk.refusal), nil
-	}
-	key, warnings := nk.key, nk.warnings
-
-	b.writeLock.Lock()
-	defer b.writeLock.Unlock()
-
-	old, err := readConfigEntry(ctx, req.Storage, name)
-	if err != nil {
-		return nil, err
-	}
-	if old != nil && old.isArray() {
-		return logical.ErrorResponse("config %q was created as a %s while this write ran: nothing was stored", name, old.Kind), nil
-	}
-	if old == nil && key == nil {
-		return logical.ErrorResponse("config %q has no key yet: supply private_key=@private.pem (with private_key_password if it is encrypted) "+
-			"for a key registered in Pure1, or generate_key=true to create the key pair inside Vault", name), nil
-	}
-
-	entry := configEntry{TokenURL: pure1.DefaultTokenURL}
-	if old != nil {
-		entry = *old
-	}
-	if key != nil {
-		// The same key pair is the same public key: its PKCS#8 bytes also
-		// carry the private exponent and prime order, which another tool
-		// may have written differently.
-		sameKey := old != nil && b.storedKeyFingerprint(name, old) == key.Fingerprint()
-		if old != nil && !sameKey && old.AppID != "" {
-			users, err := b.rolesUsingConfig(ctx, req.Storage, name)
-			if err != nil {
-				return nil, err
-			}
-			if len(users) > 0 {
-				return logical.ErrorResponse(newKeyRefusal(req.MountPoint, name, old.AppID, users)), nil
-			}
-		}
-		entry.PrivateKey = string(key.MarshalPKCS8PEM())
-		entry.KeySource = nk.source
-		if !sameKey {
-			entry.KeyCreatedAt = b.now().UTC()
-		}
-		if old != nil && !sameKey && !w.hasAppID && old.AppID != "" {
-			// Pure1 binds one application ID to one public key.
-			entry.AppID = ""
-			warnings = append(warnings, fmt.Sprintf("the key changed, so app_id %q was cleared: register the new public key in Pure1 and write its app_id", old.AppID))
-		}
-		if entry.Pending != nil && entry.Pending.Fingerprint == key.Fingerprint() {
-			entry.Pending = nil
-			warnings = append(warnings, "this key was the pending key of a rotation, which it ends")
-		}
-	}
-	if w.hasAppID {
-		entry.AppID = w.appID
-	}
-	if w.hasTokenURL {
-		entry.TokenURL = w.tokenURL
-	}
-	if hasMaxKeyAge {
-		entry.MaxKeyAge = maxKeyAge
-	}
-
-	c, err := newConfig(name, &entry, key)
-	if err != nil {
-		return nil, err
-	}
-	if err := b.putConfig(ctx, req.Storage, name, &entry); err != nil {
-		return nil, err
-	}
-
-	if entry.AppID == "" {
-		warnings = append(warnings, fmt.Sprintf(
-			"no app_id yet: register public_key in Pure1 (Administration > API Registration > Register Application), "+
-				"then: vault write %sconfig/%s app_id=<the application ID Pure1 shows>", req.MountPoint, name))
-	}
-	if w := c.keyAgeWarning(b.now(), req.MountPoint); w != "" {
-		warnings = append(warnings, w)
-	}
-	resp := &logical.Response{Data: c.responseData()}
-	for _, warn := range warnings {
-		resp.AddWarning(warn)
-	}
-	return resp, nil
+	return kind.writeConfig(ctx, b, req, d, name)
 }
 
 // newKeyRefusal explains why a new key is not written straight to a config
@@ -749,27 +650,26 @@ func (b *backend) rolesUsingConfig(ctx context.Context, s logical.Storage, name 
 // configKind is the kind a write to config/<name> is for: the stored one (a
 // kind never changes: roles and stored tokens depend on it), else the
 // requested one, else pure1.
-func (b *backend) configKind(ctx context.Context, req *logical.Request, d *framework.FieldData, name string) (kind, refusal string, err error) {
+func (b *backend) configKind(ctx context.Context, req *logical.Request, d *framework.FieldData, name string) (kind configKind, refusal string, err error) {
 	old, err := readConfigEntry(ctx, req.Storage, name)
 	if err != nil {
-		return "", "", err
+		return nil, "", err
 	}
 	v, asked := d.GetOk(fieldKind)
 	want := kindPure1
 	if asked {
 		want = v.(string)
 	}
-	switch want {
-	case kindPure1, purearray.KindFlashArray, purearray.KindFlashBlade:
-	default:
-		return "", fmt.Sprintf("kind %q is not supported: use pure1, flasharray or flashblade", printable(want)), nil
+	k, err := kindNamed(want)
+	if err != nil {
+		return nil, err.Error(), nil
 	}
 	if old == nil {
-		return want, "", nil
+		return k, "", nil
 	}
 	if asked && want != old.kindName() {
-		return "", fmt.Sprintf("config %q is a %s config; its kind cannot change to %s: delete it (and its roles) and create it again, or use another name",
+		return nil, fmt.Sprintf("config %q is a %s config; its kind cannot change to %s: delete it (and its roles) and create it again, or use another name",
 			name, old.kindName(), want), nil
 	}
-	return old.kindName(), "", nil
+	return old.kind(), "", nil
 }

@@ -109,13 +109,8 @@ func (b *backend) pathCredsRead(ctx context.Context, req *logical.Request, d *fr
 	if cfg == nil {
 		return logical.ErrorResponse("config %q of role %q does not exist: create it, or point the role at another config", role.Config, roleName), nil
 	}
-	if !cfg.ready() && cfg.entry.isArray() {
-		return logical.ErrorResponse("config %q has no API client yet: write its client_id, key_id and issuer, or admin_api_token for Vault to register one "+
-			"(vault path-help %sconfig/%s)", role.Config, req.MountPoint, role.Config), nil
-	}
 	if !cfg.ready() {
-		return logical.ErrorResponse("config %q has no app_id: register the public key in Pure1 (Administration > API Registration) "+
-			"and write app_id: vault write %sconfig/%s app_id=pure1:apikey:...", role.Config, req.MountPoint, role.Config), nil
+		return logical.ErrorResponse(cfg.kind.notReady(cfg, req.MountPoint)), nil
 	}
 	if role.CredentialType == credentialJWT {
 		resp, err = b.issueJWT(roleName, role, cfg)
@@ -123,8 +118,10 @@ func (b *backend) pathCredsRead(ctx context.Context, req *logical.Request, d *fr
 		resp, err = b.issueAccessToken(ctx, req, roleName, role, cfg)
 	}
 	if resp != nil && !resp.IsError() {
-		if w := cfg.keyAgeWarning(b.now(), req.MountPoint); w != "" {
-			resp.AddWarning(w)
+		for _, w := range []string{cfg.keyAgeWarning(b.now(), req.MountPoint), b.rotations.warning(cfg.name)} {
+			if w != "" {
+				resp.AddWarning(w)
+			}
 		}
 	}
 	return resp, err
@@ -153,13 +150,13 @@ func (b *backend) issueJWT(roleName string, role *roleEntry, cfg *config) (*logi
 		life = leaseSafetyMargin + 2*time.Second
 	}
 	now := b.now()
-	token, expiresAt, err := cfg.sign(now, life, role.Username)
+	token, expiresAt, err := cfg.signer(now, life, role.Username)
 	if err != nil {
 		return nil, err
 	}
 	resp := b.Secret(secretCredentialType).Response(map[string]interface{}{
 		fieldJWT:       token,
-		fieldAppID:     cfg.clientID(),
+		fieldAppID:     cfg.clientID,
 		fieldExpiresAt: expiresAt.Format(time.RFC3339),
 	}, map[string]interface{}{
 		"role":              roleName,
@@ -177,7 +174,7 @@ func (b *backend) issueAccessToken(ctx context.Context, req *logical.Request, ro
 		margin time.Duration
 	)
 	if role.ReuseAccessToken {
-		tok = b.tokens.get(roleName, cfg, b.now(), role.ReuseMargin)
+		tok = b.tokens.get(roleName, role.Username, cfg, b.now(), role.ReuseMargin)
 		margin = role.ReuseMargin
 		if tok != nil {
 			b.metrics.observeReusedToken(roleName)
@@ -195,10 +192,10 @@ func (b *backend) issueAccessToken(ctx context.Context, req *logical.Request, ro
 			// A token too short-lived to share under the margin is handed to
 			// this reader alone, for its whole life.
 			margin = 0
-		case b.isCurrentConfig(ctx, req.Storage, cfg):
-			// An exchange that raced a config rewrite is not kept: its token
-			// belongs to the old key or application.
-			b.tokens.put(roleName, cfg, tok)
+		case b.isCurrentConfig(ctx, req.Storage, cfg) && b.isCurrentRole(ctx, req.Storage, roleName, role):
+			// An exchange that raced a config or role rewrite is not kept:
+			// its token belongs to the old key, application or user.
+			b.tokens.put(roleName, role.Username, cfg, tok)
 		}
 	}
 
@@ -217,7 +214,7 @@ func (b *backend) issueAccessToken(ctx context.Context, req *logical.Request, ro
 		fieldAccessToken: tok.Token,
 		fieldTokenType:   tok.TokenType,
 		fieldExpiresAt:   tok.ExpiresAt.Format(time.RFC3339),
-		fieldAppID:       cfg.clientID(),
+		fieldAppID:       cfg.clientID,
 	}
 	if tok.MaxRole != "" {
 		data[fieldMaxRole] = tok.MaxRole
@@ -240,32 +237,30 @@ func setLease(resp *logical.Response, ttl time.Duration) {
 }
 
 // exchange trades a fresh JWT for an access token, with at most one exchange
-// in flight per role and key: concurrent readers share its answer.
+// in flight per role, user and key: concurrent readers share its answer, and
+// a reader never joins an exchange made for another user of the role.
 func (b *backend) exchange(ctx context.Context, roleName, username string, cfg *config) (*pure1.AccessToken, error) {
-	return b.flights.do(ctx, flightKey(roleName, cfg.identity), func(ctx context.Context) (*pure1.AccessToken, error) {
+	return b.flights.do(ctx, flightKey(roleName, username, cfg.identity), func(ctx context.Context) (*pure1.AccessToken, error) {
 		return b.exchangeWith(ctx, cfg, username, "role "+roleName)
 	})
 }
 
-// exchangeWith signs a short-lived JWT with cfg's key and trades it where cfg
-// says: Pure1's token_url, or the array's token endpoint for user sub (which
-// a Pure1 config ignores). who names the requester in the logs.
+// exchangeWith signs a short-lived JWT with cfg's key and trades it where
+// cfg's kind says, for user sub (which a Pure1 config ignores). who names
+// the requester in the logs.
 func (b *backend) exchangeWith(ctx context.Context, cfg *config, sub, who string) (*pure1.AccessToken, error) {
-	if cfg.arraySigner == nil {
-		return b.exchangeSigned(ctx, cfg.name, b.pure1Upstream(cfg.entry.TokenURL, cfg.signer), who)
-	}
-	arr, err := b.arrayFor(&cfg.entry)
+	up, err := cfg.kind.target(b, cfg, sub)
 	if err != nil {
-		return nil, fmt.Errorf("%w: config %q: %w", pure1.ErrRejected, cfg.name, err)
+		return nil, err
 	}
-	return b.exchangeSigned(ctx, cfg.name, b.arrayUpstream(arr, &cfg.entry, cfg.arraySigner, sub), who)
+	return b.exchangeSigned(ctx, cfg.name, up, who)
 }
 
 // exchangeSigned is every exchange the engine makes: it signs with up's
 // signer, trades the JWT at up's token endpoint and counts it in the metrics
 // of config.
 func (b *backend) exchangeSigned(ctx context.Context, config string, up upstream, who string) (*pure1.AccessToken, error) {
-	jwt, _, err := up.sign(b.now(), exchangeJWTLifetime)
+	jwt, _, err := up.sign(b.now(), exchangeJWTLifetime, "")
 	if err != nil {
 		return nil, err
 	}
@@ -284,9 +279,9 @@ func (b *backend) exchangeSigned(ctx context.Context, config string, up upstream
 	return tok, nil
 }
 
-// flightKey names the exchange of a role under a config identity: readers of
-// the role share it only while the config is unchanged.
-func flightKey(role, identity string) string { return role + "\x00" + identity }
+// flightKey names the exchange of a role for a user under a config
+// identity: readers of the role share it only while neither changed.
+func flightKey(role, user, identity string) string { return role + "\x00" + user + "\x00" + identity }
 
 // flightRole is the role of a flightKey.
 func flightRole(key string) string {
@@ -314,22 +309,13 @@ func exchangeErrorResponse(err error, cfg *config) (*logical.Response, error) {
 	case errors.Is(err, pure1.ErrHostNotAllowed):
 		// The registrar's allowlist, not Pure1, refused: nothing was sent.
 		return logical.ErrorResponse("config %q: %s", cfg.name, sentence(err)), nil
-	case errors.Is(err, pure1.ErrRejected) && cfg.entry.isArray():
-		return logical.ErrorResponse("the array at %s rejected the token exchange for API client %q: %s. Check that the client is enabled and "+
-			"holds the public key with fingerprint %s, that the role's username exists on the array, and that this node's clock is right",
-			cfg.entry.ArrayURL, cfg.clientID(), sentence(err), cfg.key.Fingerprint()), nil
 	case errors.Is(err, pure1.ErrRejected):
-		return logical.ErrorResponse("Pure1 rejected the token exchange for app_id %q: %s. Check that app_id is the application whose "+
-			"registered public key has fingerprint %s (vault read the config to compare), and that this node's clock is right",
-			cfg.clientID(), sentence(err), cfg.key.Fingerprint()), nil
+		return logical.ErrorResponse(cfg.kind.exchangeRefused(cfg, err)), nil
 	case !errors.Is(err, pure1.ErrUnavailable) && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)):
 		// This reader stopped waiting; it says nothing about Pure1.
 		return nil, err
 	}
-	if cfg.entry.isArray() {
-		return nil, logical.CodedError(http.StatusBadGateway, fmt.Sprintf("the token exchange for API client %q at %s failed: %s", cfg.clientID(), cfg.entry.ArrayURL, sentence(err)))
-	}
-	return nil, logical.CodedError(http.StatusBadGateway, fmt.Sprintf("Pure1 token exchange for app_id %q failed: %s", cfg.clientID(), sentence(err)))
+	return nil, logical.CodedError(http.StatusBadGateway, cfg.kind.exchangeFailed(cfg, err))
 }
 
 // sentence is err's text ready to be followed by ". More": Pure1's

@@ -129,16 +129,26 @@ func (b *backend) storedState(ctx context.Context, s logical.Storage) (storedSta
 		return st, fmt.Errorf("listing configs: %w", err)
 	}
 	for _, name := range names {
-		e, err := readConfigEntry(ctx, s, name)
+		// Through the config cache: a scrape must not decode (and unwrap)
+		// every seal-wrapped config each time.
+		c, err := b.getConfig(ctx, s, name)
 		if err != nil {
 			return st, err
 		}
-		if e != nil { // deleted since the list
-			st.keys = append(st.keys, keyStateOf(name, e))
+		if c != nil { // deleted since the list
+			st.keys = append(st.keys, keyStateOf(name, &c.entry))
 		}
 	}
 	if st.static, err = b.staticTokenStates(ctx, s); err != nil {
 		return st, err
+	}
+	entries, err := b.cleanupEntries(ctx, s)
+	if err != nil {
+		return st, err
+	}
+	st.pending = map[string]int{}
+	for _, c := range entries {
+		st.pending[c.Config]++
 	}
 	return st, nil
 }

@@ -168,6 +168,8 @@ var roleResponses = map[int][]framework.Response{
 
 // roleEntry is what is stored at roles/<name>.
 type roleEntry struct {
+	layoutVersion
+
 	Config           string        `json:"config"`
 	CredentialType   string        `json:"credential_type"`
 	TTL              time.Duration `json:"ttl"`
@@ -232,6 +234,7 @@ func (b *backend) pathRoleDelete(ctx context.Context, req *logical.Request, d *f
 		return nil, fmt.Errorf("deleting role %q: %w", name, err)
 	}
 	b.dropRole(name)
+	b.metrics.forgetRole(name)
 	return nil, nil
 }
 
@@ -288,14 +291,14 @@ func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 		return logical.ErrorResponse(msg), nil
 	}
 
-	if err := putEntry(ctx, req.Storage, roleStoragePrefix+name, fmt.Sprintf("role %q", name), r); err != nil {
+	if err := putEntry(ctx, req.Storage, roleStoragePrefix+name, fmt.Sprintf("role %q", name), &r); err != nil {
 		return nil, err
 	}
 	b.dropRole(name)
 
 	resp := &logical.Response{Data: r.responseData()}
-	if cfg.AppID == "" && !cfg.isArray() {
-		resp.AddWarning(fmt.Sprintf("config %q has no app_id yet: creds/%s will fail until it is written", r.Config, name))
+	if !cfg.hasClient() {
+		resp.AddWarning(fmt.Sprintf("config %q has no %s yet: creds/%s will fail until it is written", r.Config, cfg.kind().lacks(), name))
 	}
 	return resp, nil
 }
@@ -305,11 +308,10 @@ func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 // user, which the role must name; Pure1 has no users, and a username there
 // would be silently ignored.
 func checkRoleUsername(username, configName string, cfg *configEntry) string {
+	if msg := cfg.kind().checkUser(configName, username); msg != "" {
+		return msg
+	}
 	switch {
-	case cfg.isArray() && username == "":
-		return fmt.Sprintf("username is required: config %q is a %s, whose tokens carry the rights of an array user (the JWT's sub), e.g. username=pureuser", configName, cfg.Kind)
-	case !cfg.isArray() && username != "":
-		return fmt.Sprintf("username applies only to roles on a flasharray or flashblade config; config %q is a Pure1 application: remove username", configName)
 	case len(username) > maxArrayFieldBytes:
 		return fmt.Sprintf("username is %d bytes, more than the %d allowed", len(username), maxArrayFieldBytes)
 	case strings.ContainsFunc(username, func(r rune) bool { return r < 0x20 || r == 0x7f }):

@@ -11,13 +11,13 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/pure1vault/vault-plugin-secrets-pure1/backend/pure1"
-	"github.com/pure1vault/vault-plugin-secrets-pure1/backend/purearray"
 )
 
 // Fields of config/<name>/rotate, beside the key fields it shares with
 // config/<name>.
 const (
-	fieldVerify = "verify"
+	fieldVerify         = "verify"
+	fieldRetirePrevious = "retire_previous"
 	// Read-only, in responses.
 	fieldCreatedAt         = "created_at"
 	fieldActiveFingerprint = "active_public_key_fingerprint"
@@ -51,8 +51,12 @@ drops it. bootstrap/rotate-key.sh walks through all of it.
 Array configs: step 3 takes the new API client's client_id and key_id instead
 of app_id. With managed registration (admin_api_token) there are no steps:
 vault write -f pure1/config/NAME/rotate makes a new key and API client, enables
-and verifies it, switches to it and deletes the old client at the array; any
-failure before the switch leaves the working client in place.
+and verifies it and switches to it; any failure before the switch leaves the
+working client in place. The old client stays enabled until the longest
+credential it issued has expired (previous_retire_at), then Vault deletes it at
+the array. For a compromised key, retire_previous=now (with the rotation, or
+alone afterwards) cuts it off at once: its leases and static tokens stop
+working.
 `
 )
 
@@ -107,6 +111,12 @@ func pathRotate(b *backend) []*framework.Path {
 				Type:        framework.TypeString,
 				Description: "Arrays, step 3: the new API client's issuer, when it differs from the active one's.",
 			},
+			fieldRetirePrevious: {
+				Type: framework.TypeString,
+				Description: "Arrays, managed registration: now cuts the previous API client off at once instead of when the credentials it issued expire " +
+					"(for a compromised key): with a rotation, the client it replaces; alone, the previous client still waiting. Its leases and static tokens stop working.",
+				AllowedValues: []interface{}{"now"},
+			},
 			fieldVerify: {
 				Type:        framework.TypeBool,
 				Default:     true,
@@ -160,75 +170,47 @@ var rotateResponses = map[int][]framework.Response{
 	}},
 }
 
+// rotateWrite is one validated write to config/<name>/rotate.
+type rotateWrite struct {
+	name      string
+	keys      keyInput
+	appID     string
+	hasAppID  bool
+	verify    bool
+	hasVerify bool
+	hasRetire bool
+}
+
+// arrayRotateFields name an array's new API client; refused on Pure1.
+var arrayRotateFields = []string{fieldClientID, fieldKeyID, fieldIssuer}
+
 func (b *backend) pathRotateWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	if err := rejectUnknownFields(req, d); err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}
-	name := d.Get("name").(string)
 	ki, err := readKeyInput(d)
 	if err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}
-	rawAppID, hasAppID := d.GetOk(fieldAppID)
-	_, hasVerify := d.GetOk(fieldVerify)
-	bringsKey := ki.hasKey || ki.generate
-	e, err := readConfigEntry(ctx, req.Storage, name)
+	r := &rotateWrite{name: d.Get("name").(string), keys: ki, verify: d.Get(fieldVerify).(bool)}
+	if v, ok := d.GetOk(fieldAppID); ok {
+		r.appID, r.hasAppID = strings.TrimSpace(v.(string)), true
+	}
+	_, r.hasVerify = d.GetOk(fieldVerify)
+	if v, ok := d.GetOk(fieldRetirePrevious); ok {
+		if v.(string) != "now" {
+			return logical.ErrorResponse("retire_previous takes only now: the previous API client is otherwise retired when its credentials expire"), nil
+		}
+		r.hasRetire = true
+	}
+	e, err := readConfigEntry(ctx, req.Storage, r.name)
 	if err != nil {
 		return nil, err
 	}
 	if e == nil {
-		return configMissing(req.MountPoint, name), nil
+		return configMissing(req.MountPoint, r.name), nil
 	}
-	arrayFields := presentFields(req, []string{fieldClientID, fieldKeyID, fieldIssuer})
-	switch {
-	case e.isArray() && hasAppID:
-		return logical.ErrorResponse("app_id is a Pure1 application's; config %q is a %s: name the new API client with client_id and key_id", name, e.Kind), nil
-	case !e.isArray() && len(arrayFields) > 0:
-		return logical.ErrorResponse("%s applies to array configs; config %q is a Pure1 application: promote with app_id", strings.Join(arrayFields, ", "), name), nil
-	case e.isArray() && e.Managed != nil && (len(arrayFields) > 0 || hasVerify):
-		return logical.ErrorResponse("config %q has an API client Vault registered itself: a rotation makes, verifies and switches to the new client on its own; "+
-			"write vault write -f %sconfig/%s/rotate (optionally with private_key=@new.pem or key_bits)", name, req.MountPoint, name), nil
-	case e.isArray() && e.Managed != nil:
-		return b.rotateManaged(ctx, req, name, ki)
-	case e.isArray() && bringsKey && len(arrayFields) > 0:
-		return logical.ErrorResponse("the pending key and its API client are two writes: first store the key (generate_key=true or private_key), " +
-			"create an API client with its public key on the array, then write that client's client_id and key_id here"), nil
-	case e.isArray() && len(arrayFields) > 0:
-		id := purearray.Identity{ClientID: strings.TrimSpace(d.Get(fieldClientID).(string)), KeyID: strings.TrimSpace(d.Get(fieldKeyID).(string)), Issuer: e.Issuer}
-		if v, ok := d.GetOk(fieldIssuer); ok {
-			id.Issuer = strings.TrimSpace(v.(string))
-		}
-		if err := id.Validate(); err != nil {
-			return logical.ErrorResponse(err.Error()), nil
-		}
-		for _, f := range []struct{ n, v string }{{fieldClientID, id.ClientID}, {fieldKeyID, id.KeyID}, {fieldIssuer, id.Issuer}} {
-			if err := checkLength(f.n, f.v, maxArrayFieldBytes); err != nil {
-				return logical.ErrorResponse(err.Error()), nil
-			}
-		}
-		return b.rotatePromote(ctx, req, name, promotion{array: id}, d.Get(fieldVerify).(bool))
-	}
-	switch {
-	case bringsKey && hasAppID:
-		return logical.ErrorResponse("the pending key and its app_id are two writes: first store the key (generate_key=true or private_key), " +
-			"register its public key in Pure1, then write the app_id Pure1 shows, which proves and promotes the key"), nil
-	case bringsKey && hasVerify:
-		return logical.ErrorResponse("verify applies to the promotion, with app_id: vault write %sconfig/%s/rotate app_id=... verify=false", req.MountPoint, name), nil
-	case bringsKey:
-		return b.rotateStorePending(ctx, req, name, ki)
-	case hasAppID:
-		appID := strings.TrimSpace(rawAppID.(string))
-		if err := checkLength(fieldAppID, appID, maxAppIDBytes); err != nil {
-			return logical.ErrorResponse(err.Error()), nil
-		}
-		if err := pure1.ValidateAppID(appID); err != nil {
-			return logical.ErrorResponse(err.Error()), nil
-		}
-		return b.rotatePromote(ctx, req, name, promotion{appID: appID}, d.Get(fieldVerify).(bool))
-	}
-	return logical.ErrorResponse("nothing to do: start a rotation with vault write %sconfig/%s/rotate generate_key=true (or private_key=@new.pem), "+
-		"and after registering its public key in Pure1, finish it with vault write %sconfig/%s/rotate app_id=<the new application ID>",
-		req.MountPoint, name, req.MountPoint, name), nil
+	return e.kind().rotate(ctx, b, req, r, e)
 }
 
 func configMissing(mount, name string) *logical.Response {
@@ -287,15 +269,7 @@ func (b *backend) rotateStorePending(ctx context.Context, req *logical.Request, 
 		return nil, err
 	}
 
-	if old.isArray() {
-		warnings = append(warnings, fmt.Sprintf("credentials are still issued with the active key (fingerprint %s) and API client %q. Next: create an API client with public_key "+
-			"on the array and enable it, then: vault write %sconfig/%s/rotate client_id=<its id> key_id=<its key_id>",
-			activeFP, old.ClientID, req.MountPoint, name))
-	} else {
-		warnings = append(warnings, fmt.Sprintf("credentials are still issued with the active key (fingerprint %s) and app_id %q. Next: register public_key in Pure1 "+
-			"(Administration > API Registration > Register Application), then: vault write %sconfig/%s/rotate app_id=<the application ID Pure1 shows>",
-			activeFP, old.AppID, req.MountPoint, name))
-	}
+	warnings = append(warnings, old.kind().pendingNextStep(old, activeFP, req.MountPoint, name))
 	resp := &logical.Response{Data: rotateData(&entry)}
 	for _, w := range warnings {
 		resp.AddWarning(w)
@@ -303,20 +277,25 @@ func (b *backend) rotateStorePending(ctx context.Context, req *logical.Request, 
 	return resp, nil
 }
 
-// promotion names the client a pending key is promoted under: a Pure1
-// application, or an array's API client.
-type promotion struct {
-	appID string
-	array purearray.Identity
+// promotion is the client a pending key is promoted under: a Pure1
+// application (kind_pure1.go), or an array's API client (kind_array.go).
+type promotion interface {
+	// id is the new app_id or client_id, as messages name it.
+	id() string
+	// refusal says why the promotion cannot be, or "".
+	refusal(e *configEntry) string
+	// target is the exchange that proves the pending key under it.
+	target(b *backend, config string, e *configEntry, pending *pure1.Key) (upstream, error)
+	// apply names the new client in the entry being promoted.
+	apply(next *configEntry)
+	// promotedWarning tells what to do with the previous client.
+	promotedWarning(prev *previousKey) string
 }
 
 // rotatePromote proves the pending key under p with a live exchange (unless
 // verify is false) and only then makes it the active key.
 func (b *backend) rotatePromote(ctx context.Context, req *logical.Request, name string, p promotion, verify bool) (*logical.Response, error) {
-	appID := p.appID
-	if appID == "" {
-		appID = p.array.ClientID // what messages and logs call the application
-	}
+	appID := p.id()
 	e, err := readConfigEntry(ctx, req.Storage, name)
 	if err != nil {
 		return nil, err
@@ -329,12 +308,8 @@ func (b *backend) rotatePromote(ctx context.Context, req *logical.Request, name 
 			"(or private_key=@new.pem); to change only the application ID of the active key, write app_id to %sconfig/%s",
 			name, req.MountPoint, name, req.MountPoint, name), nil
 	}
-	if e.isArray() && p.array.ClientID == e.ClientID {
-		return logical.ErrorResponse("client_id %q is the active API client: the pending key (fingerprint %s) needs the new API client created with its own public key", appID, e.Pending.Fingerprint), nil
-	}
-	if !e.isArray() && appID == e.AppID {
-		return logical.ErrorResponse("app_id %q is the active key's application: the pending key (fingerprint %s) needs the application Pure1 "+
-			"created when its own public key was registered", appID, e.Pending.Fingerprint), nil
+	if msg := p.refusal(e); msg != "" {
+		return logical.ErrorResponse(msg), nil
 	}
 	// Outside the write lock: the exchange may take seconds (retries).
 	pending, err := keyWork(ctx, func() (*pure1.Key, error) { return b.parseKey([]byte(e.Pending.PrivateKey), nil) })
@@ -345,23 +320,9 @@ func (b *backend) rotatePromote(ctx context.Context, req *logical.Request, name 
 		return nil, fmt.Errorf("the stored pending key of config %q is unreadable (%w): drop it with vault delete %sconfig/%s/rotate and start again",
 			name, err, req.MountPoint, name)
 	}
-	var up upstream
-	if e.isArray() {
-		signer, err := purearray.NewSigner(p.array, pending)
-		if err != nil {
-			return logical.ErrorResponse(err.Error()), nil
-		}
-		arr, err := b.arrayFor(e)
-		if err != nil {
-			return logical.ErrorResponse("config %q: %v", name, err), nil
-		}
-		up = b.arrayUpstream(arr, e, signer, e.Username)
-	} else {
-		signer, err := pure1.NewSigner(appID, pending)
-		if err != nil {
-			return logical.ErrorResponse(err.Error()), nil
-		}
-		up = b.pure1Upstream(e.TokenURL, signer)
+	up, err := p.target(b, name, e, pending)
+	if err != nil {
+		return logical.ErrorResponse("config %q: %v", name, err), nil
 	}
 
 	var (
@@ -399,7 +360,8 @@ func (b *backend) rotatePromote(ctx context.Context, req *logical.Request, name 
 		return logical.ErrorResponse("the pending key of config %q changed while it was being verified: nothing was promoted; "+
 			"read %sconfig/%s/rotate and promote the key shown there", name, req.MountPoint, name), nil
 	case verify && (cur.TokenURL != e.TokenURL || cur.ArrayURL != e.ArrayURL || cur.CACert != e.CACert || cur.Username != e.Username):
-		return logical.ErrorResponse("token_url of config %q changed while the pending key was being verified: nothing was promoted; write app_id again", name), nil
+		return logical.ErrorResponse("where config %q exchanges (token_url, array_url, ca_cert or username) changed while the pending key was being verified: "+
+			"nothing was promoted; promote it again", name), nil
 	}
 
 	now := b.now().UTC()
@@ -408,22 +370,14 @@ func (b *backend) rotatePromote(ctx context.Context, req *logical.Request, name 
 		next.Previous = &previousKey{
 			PublicKey:    old.PublicKeyPEM(),
 			Fingerprint:  old.Fingerprint(),
-			AppID:        cur.AppID,
 			KeyCreatedAt: cur.KeyCreatedAt,
 			RetiredAt:    now,
-		}
-		if cur.isArray() {
-			next.Previous.AppID = cur.ClientID
 		}
 	}
 	next.PrivateKey = cur.Pending.PrivateKey
 	next.KeySource = cur.Pending.KeySource
 	next.KeyCreatedAt = cur.Pending.CreatedAt
-	if cur.isArray() {
-		next.ClientID, next.KeyID, next.Issuer = p.array.ClientID, p.array.KeyID, p.array.Issuer
-	} else {
-		next.AppID = appID
-	}
+	p.apply(&next)
 	next.Pending = nil
 	c, err := newConfig(name, &next, pending)
 	if err != nil {
@@ -450,13 +404,8 @@ func (b *backend) rotatePromote(ctx context.Context, req *logical.Request, name 
 			data[fieldMaxRole] = tok.MaxRole
 		}
 	}
-	if p := next.Previous; p != nil && p.AppID != "" && cur.isArray() {
-		warnings = append(warnings, fmt.Sprintf("credentials are now issued with API client %q. Those issued under the previous client %q stay valid until they expire; "+
-			"after that, delete that API client on the array", appID, p.AppID))
-	} else if p != nil && p.AppID != "" {
-		warnings = append(warnings, fmt.Sprintf("credentials are now issued with app_id %q. Those issued under the previous app_id %q stay valid at Pure1 "+
-			"until they expire (access tokens live about 10 hours); after that, delete application %q in Pure1 (Administration > API Registration)",
-			appID, p.AppID, p.AppID))
+	if w := p.promotedWarning(next.Previous); w != "" {
+		warnings = append(warnings, w)
 	}
 	resp := &logical.Response{Data: data}
 	for _, w := range warnings {
@@ -515,11 +464,12 @@ func (b *backend) pathRotateRead(ctx context.Context, req *logical.Request, d *f
 // rotateData describes a rotation: the pending key (if any), the active
 // application and the previous key (if any).
 func rotateData(e *configEntry) map[string]interface{} {
-	d := map[string]interface{}{
-		fieldActiveAppID: e.AppID,
+	active := e.AppID
+	if active == "" {
+		active = e.ClientID // an array's: a config has one or the other
 	}
-	if e.isArray() {
-		d[fieldActiveAppID] = e.ClientID
+	d := map[string]interface{}{
+		fieldActiveAppID: active,
 	}
 	if p := e.Pending; p != nil {
 		d[fieldPublicKey] = p.PublicKey

@@ -176,6 +176,8 @@ var staticRoleResponses = map[int][]framework.Response{
 
 // staticRoleEntry is what is stored at static-roles/<name>.
 type staticRoleEntry struct {
+	layoutVersion
+
 	Config         string        `json:"config"`
 	RotationPeriod time.Duration `json:"rotation_period"`
 	// Username is the array user of a static role on an array config.
@@ -259,6 +261,7 @@ func (b *backend) pathStaticRoleDelete(ctx context.Context, req *logical.Request
 		return nil, fmt.Errorf("deleting static role %q: %w", name, err)
 	}
 	b.dropStatic(name)
+	b.metrics.forgetRole(name)
 	return nil, nil
 }
 
@@ -310,7 +313,7 @@ func (b *backend) pathStaticRoleWrite(ctx context.Context, req *logical.Request,
 			return nil, fmt.Errorf("deleting the token of static role %q: %w", name, err)
 		}
 	}
-	if err := putEntry(ctx, req.Storage, staticRoleStoragePrefix+name, fmt.Sprintf("static role %q", name), r); err != nil {
+	if err := putEntry(ctx, req.Storage, staticRoleStoragePrefix+name, fmt.Sprintf("static role %q", name), &r); err != nil {
 		return nil, err
 	}
 	b.dropStatic(name)
@@ -319,8 +322,8 @@ func (b *backend) pathStaticRoleWrite(ctx context.Context, req *logical.Request,
 	b.wakeStaticRefresher()
 
 	resp := &logical.Response{Data: staticRoleStatus(&r, nil)}
-	if cfg.AppID == "" && !cfg.isArray() {
-		resp.AddWarning(fmt.Sprintf("config %q has no app_id yet: static-creds/%s will fail until it is written", r.Config, name))
+	if !cfg.hasClient() {
+		resp.AddWarning(fmt.Sprintf("config %q has no %s yet: static-creds/%s will fail until it is written", r.Config, cfg.kind().lacks(), name))
 	}
 	return resp, nil
 }

@@ -2,6 +2,7 @@ package backend
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
@@ -12,36 +13,72 @@ const (
 	// minConfigRotationPeriod keeps a scheduled rotation from churning API
 	// clients on the array faster than anyone could follow in its audit log.
 	minConfigRotationPeriod = time.Hour
-	// configRotationRetry is how long a scheduled rotation that failed waits
-	// before it is tried again; the working client stays active meanwhile.
-	configRotationRetry = 10 * time.Minute
+	// configRotationRetry is how long a scheduled rotation that failed first
+	// waits; each failure in a row doubles it, up to configRotationMaxRetry:
+	// a rotation that keeps failing (an admin token revoked) must not log in
+	// and generate a key every few minutes forever.
+	configRotationRetry    = 10 * time.Minute
+	configRotationMaxRetry = 24 * time.Hour
 )
 
-// rotationBackoff remembers, on the node that rotates, when a failed scheduled
-// rotation may be tried again. In memory on purpose: a new active node simply
-// tries at once.
+// rotationBackoff remembers, on the node that rotates, the scheduled
+// rotations that failed: when each may be tried again, how many failed in a
+// row and why. In memory on purpose: a new active node simply tries at once.
 type rotationBackoff struct {
-	mu   sync.Mutex
-	next map[string]time.Time
+	mu sync.Mutex
+	m  map[string]rotationFailure
 }
 
-func (r *rotationBackoff) get(name string) time.Time {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.next[name]
+type rotationFailure struct {
+	next     time.Time
+	failures int
+	since    time.Time
+	reason   string
 }
 
-func (r *rotationBackoff) set(name string, t time.Time) {
+func (r *rotationBackoff) get(name string) rotationFailure {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if t.IsZero() {
-		delete(r.next, name)
-		return
+	return r.m[name]
+}
+
+// failed records a failure at now and returns when to try again.
+func (r *rotationBackoff) failed(name string, now time.Time, reason string) time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.m == nil {
+		r.m = map[string]rotationFailure{}
 	}
-	if r.next == nil {
-		r.next = map[string]time.Time{}
+	f := r.m[name]
+	if f.failures == 0 {
+		f.since = now
 	}
-	r.next[name] = t
+	f.failures++
+	wait := configRotationRetry << min(f.failures-1, 16)
+	if wait > configRotationMaxRetry || wait <= 0 {
+		wait = configRotationMaxRetry
+	}
+	f.next, f.reason = now.Add(wait), reason
+	r.m[name] = f
+	return f.next
+}
+
+func (r *rotationBackoff) clear(name string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.m, name)
+}
+
+// warning is what reads of config name say while its scheduled rotation
+// keeps failing; "" while it does not.
+func (r *rotationBackoff) warning(name string) string {
+	f := r.get(name)
+	if f.failures == 0 {
+		return ""
+	}
+	return fmt.Sprintf("the scheduled rotation of config %q has failed %d time(s) in a row since %s (%s); the active API client keeps working. "+
+		"Next try at %s; fix the cause (often admin_api_token) or rotate by hand: vault write -f <mount>config/%s/rotate",
+		name, f.failures, formatTime(f.since), f.reason, formatTime(f.next), name)
 }
 
 // nextRotation is when e's scheduled rotation is due; zero when it has none.
@@ -55,7 +92,8 @@ func (e *configEntry) nextRotation() time.Time {
 // rotateDueConfigs runs the scheduled rotations that are due (managed array
 // configs with a rotation_period) and returns when the next one is. It runs
 // in the static refresher's loop, on the node that may write; a rotation is
-// the same rotateManagedConfig an operator's write runs.
+// the same rotateManagedConfig an operator's write runs. Configs are read
+// through the cache: a tick decodes nothing that did not change.
 func (b *backend) rotateDueConfigs(ctx context.Context, s logical.Storage) time.Time {
 	if !b.mayWrite() {
 		return time.Time{}
@@ -68,54 +106,53 @@ func (b *backend) rotateDueConfigs(ctx context.Context, s logical.Storage) time.
 		return time.Time{}
 	}
 	var next time.Time
+	later := func(t time.Time) {
+		if !t.IsZero() && (next.IsZero() || t.Before(next)) {
+			next = t
+		}
+	}
 	for _, name := range names {
 		if ctx.Err() != nil {
 			return time.Time{}
 		}
-		e, err := readConfigEntry(ctx, s, name)
-		if err != nil || e == nil {
+		c, err := b.getConfig(ctx, s, name)
+		if err != nil || c == nil {
 			continue
 		}
-		due := e.nextRotation()
+		due := c.entry.nextRotation()
 		if due.IsZero() {
 			continue
 		}
-		if retry := b.rotations.get(name); retry.After(due) {
+		if retry := b.rotations.get(name).next; retry.After(due) {
 			due = retry
 		}
 		if b.now().Before(due) {
-			if next.IsZero() || due.Before(next) {
-				next = due
-			}
+			later(due)
 			continue
 		}
-		resp, rotated, err := b.rotateManagedConfig(ctx, s, "", name, keyInput{generate: true})
+		resp, rotated, err := b.rotateManagedConfig(ctx, s, "", name, keyInput{generate: true}, false)
 		switch {
 		case rotated:
-			b.rotations.set(name, time.Time{})
+			b.rotations.clear(name)
 			b.Logger().Info("scheduled rotation done", "config", name)
-			if resp != nil && len(resp.Warnings) > 0 {
-				b.Logger().Warn("scheduled rotation: "+resp.Warnings[0], "config", name)
+			if cur, err := b.getConfig(ctx, s, name); err == nil && cur != nil {
+				later(cur.entry.nextRotation())
 			}
-			if cur, err := readConfigEntry(ctx, s, name); err == nil && cur != nil {
-				if d := cur.nextRotation(); !d.IsZero() && (next.IsZero() || d.Before(next)) {
-					next = d
-				}
-			}
+		case ctx.Err() != nil:
+			return time.Time{} // unmounting: not a failure of the rotation
 		default:
-			retry := b.now().Add(configRotationRetry)
-			b.rotations.set(name, retry)
 			why := ""
-			if resp != nil {
+			switch {
+			case resp != nil && resp.IsError():
 				why = resp.Error().Error()
+			case err != nil:
+				why = err.Error()
 			}
-			if ctx.Err() == nil {
-				b.Logger().Warn("scheduled rotation failed; the active API client keeps working", "config", name,
-					"next_try", retry.Format(time.RFC3339), "reason", why, "error", err)
-			}
-			if next.IsZero() || retry.Before(next) {
-				next = retry
-			}
+			retry := b.rotations.failed(name, b.now(), why)
+			b.metrics.observeRotationFailure(name)
+			b.Logger().Warn("scheduled rotation failed; the active API client keeps working", "config", name,
+				"failures", b.rotations.get(name).failures, "next_try", retry.Format(time.RFC3339), "reason", why)
+			later(retry)
 		}
 	}
 	return next

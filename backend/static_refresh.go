@@ -89,6 +89,10 @@ func (b *backend) runStaticRefresher(ctx context.Context, s logical.Storage) {
 		if next := b.rotateDueConfigs(ctx, s); !next.IsZero() {
 			wait = min(wait, next.Sub(b.now()))
 		}
+		// So does the delete list of array API clients (cleanup.go).
+		if next := b.drainCleanup(ctx, s, ""); !next.IsZero() {
+			wait = min(wait, next.Sub(b.now()))
+		}
 		wait = max(wait, staticMinWait)
 		timer := time.NewTimer(wait)
 		select {

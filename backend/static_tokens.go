@@ -35,6 +35,8 @@ const (
 // staticToken is what static-tokens/<role> holds: the token every reader of
 // static-creds/<role> gets, and where its refreshing stands.
 type staticToken struct {
+	layoutVersion
+
 	AccessToken string    `json:"access_token,omitzero"`
 	TokenType   string    `json:"token_type,omitzero"`
 	ExpiresAt   time.Time `json:"expires_at,omitzero"`
@@ -125,7 +127,7 @@ func (b *backend) refreshStatic(ctx context.Context, s logical.Storage, name str
 	case cfg == nil:
 		cfgErr = fmt.Errorf("%w: config %q does not exist", errStaticConfig, role.Config)
 	case !cfg.ready():
-		cfgErr = fmt.Errorf("%w: config %q has no app_id; register its public key in Pure1 and write app_id", errStaticConfig, role.Config)
+		cfgErr = fmt.Errorf("%w: %s", errStaticConfig, cfg.kind.notReady(cfg, ""))
 	}
 	if cfgErr != nil {
 		_, err := b.storeStaticResult(ctx, s, name, role, cfg, nil, cfgErr)
@@ -138,7 +140,7 @@ func (b *backend) refreshStatic(ctx context.Context, s logical.Storage, name str
 
 	// The flight's role label is static-roles/<name>: no dynamic role's name
 	// has a slash, so the two never share a flight or a series.
-	_, err = b.flights.do(ctx, flightKey(staticRoleStoragePrefix+name, cfg.identity), func(fctx context.Context) (*pure1.AccessToken, error) {
+	_, err = b.flights.do(ctx, flightKey(staticRoleStoragePrefix+name, role.Username, cfg.identity), func(fctx context.Context) (*pure1.AccessToken, error) {
 		tok, xerr := b.exchangeWith(fctx, cfg, role.Username, "static role "+name)
 		_, err := b.storeStaticResult(fctx, s, name, role, cfg, tok, xerr)
 		b.metrics.observeStaticRefresh(name, role.Config, cmp.Or(xerr, err))
@@ -182,7 +184,7 @@ func (b *backend) storeStaticResult(ctx context.Context, s logical.Storage, name
 			ExpiresAt:     tok.ExpiresAt,
 			Org:           tok.Org,
 			MaxRole:       tok.MaxRole,
-			AppID:         cfg.clientID(),
+			AppID:         cfg.clientID,
 			Config:        cur.Config,
 			Identity:      identityHash(cfg),
 			LastRefreshed: now,
@@ -217,7 +219,7 @@ func (b *backend) storeStaticResult(ctx context.Context, s logical.Storage, name
 		}
 		t.NextRefresh = now.Add(wait)
 	}
-	if err := putEntry(ctx, s, staticTokenStoragePrefix+name, fmt.Sprintf("the token of static role %q", name), t); err != nil {
+	if err := putEntry(ctx, s, staticTokenStoragePrefix+name, fmt.Sprintf("the token of static role %q", name), &t); err != nil {
 		return nil, err
 	}
 	b.cacheLock.Lock()

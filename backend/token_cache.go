@@ -21,6 +21,13 @@ func (b *backend) isCurrentConfig(ctx context.Context, s logical.Storage, cfg *c
 	return err == nil && cur != nil && cur.identity == cfg.identity
 }
 
+// isCurrentRole reports whether role is still what storage holds for name,
+// in what a token depends on: its config and its user.
+func (b *backend) isCurrentRole(ctx context.Context, s logical.Storage, name string, role *roleEntry) bool {
+	cur, err := b.getRole(ctx, s, name)
+	return err == nil && cur != nil && cur.Config == role.Config && cur.Username == role.Username
+}
+
 // tokenCache keeps the access token of each reuse_access_token role.
 type tokenCache struct {
 	mu sync.Mutex
@@ -31,17 +38,18 @@ type cachedToken struct {
 	tok      *pure1.AccessToken
 	config   string
 	identity string
+	user     string // the array user the token carries the rights of
 }
 
 func newTokenCache() *tokenCache { return &tokenCache{m: make(map[string]cachedToken)} }
 
-// get returns the role's token if it was issued for cfg as it is now and stays
-// valid for margin plus minReuseLease.
-func (t *tokenCache) get(role string, cfg *config, now time.Time, margin time.Duration) *pure1.AccessToken {
+// get returns the role's token if it was issued for user under cfg as it is
+// now and stays valid for margin plus minReuseLease.
+func (t *tokenCache) get(role, user string, cfg *config, now time.Time, margin time.Duration) *pure1.AccessToken {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	c, ok := t.m[role]
-	if !ok || c.identity != cfg.identity || c.config != cfg.name {
+	if !ok || c.identity != cfg.identity || c.config != cfg.name || c.user != user {
 		return nil
 	}
 	if c.tok.ExpiresAt.Sub(now)-margin < minReuseLease {
@@ -51,13 +59,13 @@ func (t *tokenCache) get(role string, cfg *config, now time.Time, margin time.Du
 	return c.tok
 }
 
-func (t *tokenCache) put(role string, cfg *config, tok *pure1.AccessToken) {
+func (t *tokenCache) put(role, user string, cfg *config, tok *pure1.AccessToken) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if c, ok := t.m[role]; ok && c.identity == cfg.identity && c.tok.ExpiresAt.After(tok.ExpiresAt) {
+	if c, ok := t.m[role]; ok && c.identity == cfg.identity && c.user == user && c.tok.ExpiresAt.After(tok.ExpiresAt) {
 		return // keep the longer-lived one
 	}
-	t.m[role] = cachedToken{tok: tok, config: cfg.name, identity: cfg.identity}
+	t.m[role] = cachedToken{tok: tok, config: cfg.name, identity: cfg.identity, user: user}
 }
 
 func (t *tokenCache) dropRole(role string) {

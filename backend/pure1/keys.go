@@ -442,3 +442,18 @@ func (k *Key) PublicKey() *rsa.PublicKey { return &k.priv.PublicKey }
 func (k *Key) Equal(o *Key) bool {
 	return k != nil && o != nil && k.priv.Equal(o.priv)
 }
+
+// PublicKeyFingerprint is Key.Fingerprint of a PEM public key (PUBLIC KEY,
+// SubjectPublicKeyInfo), as an array shows an API client's: the hex SHA-256
+// of its DER. It tells whether a key someone else holds is one of ours.
+func PublicKeyFingerprint(pemData []byte) (string, error) {
+	block, _ := pem.Decode(pemData)
+	if block == nil || block.Type != "PUBLIC KEY" {
+		return "", errors.New("not a PEM PUBLIC KEY")
+	}
+	if _, err := x509.ParsePKIXPublicKey(block.Bytes); err != nil {
+		return "", fmt.Errorf("the public key does not parse: %w", err)
+	}
+	sum := sha256.Sum256(block.Bytes)
+	return hex.EncodeToString(sum[:]), nil
+}

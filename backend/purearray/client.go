@@ -27,11 +27,12 @@ import (
 type Array interface {
 	pure1.Exchanger
 	// Admin logs in with an array API token and returns the calls that
-	// manage API clients under that session.
+	// manage API clients under that session. The caller must Logout, on
+	// every path: Pure's SDK always does, and an array limits its sessions.
 	Admin(ctx context.Context, apiToken string) (Admin, error)
 }
 
-// Admin manages an array's API clients.
+// Admin manages an array's API clients under one login session.
 type Admin interface {
 	// CreateAPIClient creates a client, which the array leaves disabled.
 	CreateAPIClient(ctx context.Context, c NewAPIClient) (*APIClient, error)
@@ -39,7 +40,32 @@ type Admin interface {
 	EnableAPIClient(ctx context.Context, name string) (*APIClient, error)
 	// GetAPIClient returns the client name, or nil when there is none.
 	GetAPIClient(ctx context.Context, name string) (*APIClient, error)
+	// DeleteAPIClient deletes the client name; one that is already gone is
+	// not an error.
 	DeleteAPIClient(ctx context.Context, name string) error
+	// Logout ends the session.
+	Logout(ctx context.Context) error
+}
+
+// logoutTimeout bounds a logout, which runs even when the work it closes
+// was cancelled.
+const logoutTimeout = 3 * time.Second
+
+// WithAdmin logs in with apiToken, runs fn under that session and logs out
+// whatever fn returned: no path leaves a session open on the array. A
+// failed logout is returned only when fn succeeded.
+func WithAdmin(ctx context.Context, arr Array, apiToken string, fn func(Admin) error) error {
+	admin, err := arr.Admin(ctx, apiToken)
+	if err != nil {
+		return err
+	}
+	err = fn(admin)
+	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), logoutTimeout)
+	defer cancel()
+	if lerr := admin.Logout(lctx); lerr != nil && err == nil {
+		err = lerr
+	}
+	return err
 }
 
 // NewAPIClient is what POST /api/2.x/api-clients takes.
@@ -49,11 +75,6 @@ type NewAPIClient struct {
 	PublicKeyPEM   string
 	MaxRole        string
 	AccessTokenTTL time.Duration
-	// MaxRoleAsReference sends max_role as {"name": MaxRole}, as a
-	// FlashBlade takes it; a FlashArray takes the plain string. (Pure's
-	// Ansible collections: ReferenceWritable(name=role) for FlashBlade, the
-	// role string for FlashArray.)
-	MaxRoleAsReference bool
 }
 
 // APIClient is an API client as the array shows it.
@@ -63,9 +84,37 @@ type APIClient struct {
 	KeyID   string `json:"key_id"`
 	Issuer  string `json:"issuer"`
 	Enabled bool   `json:"enabled"`
-	// MaxRole is a string on older REST versions and {"name": ...} on newer.
+	// PublicKey is the client's PEM public key: what tells Vault's own
+	// clients from others of the same name.
+	PublicKey string `json:"public_key,omitempty"`
+	// MaxRole is a string on a FlashArray and {"name": ...} on a FlashBlade.
 	MaxRole          json.RawMessage `json:"max_role,omitempty"`
 	AccessTokenTTLMS int64           `json:"access_token_ttl_in_ms,omitempty"`
+}
+
+// Role is the client's max_role in either form.
+func (c *APIClient) Role() string {
+	var s string
+	if json.Unmarshal(c.MaxRole, &s) == nil {
+		return s
+	}
+	var ref struct {
+		Name string `json:"name"`
+	}
+	if json.Unmarshal(c.MaxRole, &ref) == nil {
+		return ref.Name
+	}
+	return ""
+}
+
+// HasKey reports whether the client holds the public key of fingerprint
+// (pure1.Key.Fingerprint's form): whether Vault made it.
+func (c *APIClient) HasKey(fingerprint string) bool {
+	if c == nil || c.PublicKey == "" || fingerprint == "" {
+		return false
+	}
+	fp, err := pure1.PublicKeyFingerprint([]byte(c.PublicKey))
+	return err == nil && fp == fingerprint
 }
 
 // Errors callers branch on, beside pure1's ErrRejected and ErrUnavailable,
@@ -79,6 +128,8 @@ var (
 
 // Options configure New.
 type Options struct {
+	// Kind is the array's dialect; nil is a FlashArray.
+	Kind     *Kind
 	ArrayURL string
 	// CACert is the PEM of the CA that signed the array's certificate; empty
 	// trusts the system's roots. There is no way to skip verification.
@@ -96,6 +147,7 @@ type Options struct {
 // client that trusts the array's CA.
 type HTTPArray struct {
 	*pure1.HTTPExchanger
+	kind   *Kind
 	base   string
 	client *http.Client
 	hosts  pure1.HostPolicy
@@ -159,7 +211,11 @@ func New(opts Options) (*HTTPArray, error) {
 		Client: client, Hosts: opts.Hosts, Logger: logger, Retry: opts.Retry,
 		URLField: "array_url", TLSHint: caHint,
 	})
-	return &HTTPArray{HTTPExchanger: ex, base: strings.TrimRight(opts.ArrayURL, "/"), client: client, hosts: opts.Hosts}, nil
+	kind := opts.Kind
+	if kind == nil {
+		kind = FlashArray
+	}
+	return &HTTPArray{HTTPExchanger: ex, kind: kind, base: strings.TrimRight(opts.ArrayURL, "/"), client: client, hosts: opts.Hosts}, nil
 }
 
 // HTTPClient is the client that trusts the array's CA and refuses
@@ -169,26 +225,59 @@ func (a *HTTPArray) HTTPClient() *http.Client { return a.client }
 // maxBody caps what is read of an administrative answer.
 const maxBody = 1 << 20
 
-// do sends one request and returns the body of a 2xx answer. Non-2xx answers
-// are *pure1.APIError, classified as pure1's are (4xx rejected, 5xx and 429
-// unavailable); certificate failures are ErrRejected with the fix.
-func (a *HTTPArray) do(ctx context.Context, method, path string, header http.Header, body any) ([]byte, http.Header, error) {
+// CallError is a failed call to an array's REST API: which call, where, and
+// the array's answer or the network error. It is classified as pure1's
+// errors are (errors.Is ErrRejected for 4xx and certificate failures,
+// ErrUnavailable for 5xx, 429 and the network), so callers branch alike,
+// but it names the array's call, never a token endpoint.
+type CallError struct {
+	Call   string // login, logout, API version, create API client "x", ...
+	Method string
+	URL    string // without the query
+	Err    error
+	class  error // pure1.ErrRejected, ErrUnavailable or ErrBadResponse
+}
+
+func (e *CallError) Error() string {
+	return fmt.Sprintf("the array's %s (%s %s) failed: %v", e.Call, e.Method, e.URL, e.Err)
+}
+
+func (e *CallError) Unwrap() error { return e.Err }
+
+// Is lets errors.Is classify the call like an exchange.
+func (e *CallError) Is(target error) bool { return e.class != nil && target == e.class }
+
+// StatusCode is the array's HTTP status, or 0 when it did not answer.
+func (e *CallError) StatusCode() int {
+	var api *pure1.APIError
+	if errors.As(e.Err, &api) {
+		return api.StatusCode
+	}
+	return 0
+}
+
+// do sends one request and returns the body of a 2xx answer. Anything else
+// is a *CallError naming call.
+func (a *HTTPArray) do(ctx context.Context, call, method, path string, header http.Header, body any) ([]byte, http.Header, error) {
 	u := a.base + path
+	fail := func(class, err error) ([]byte, http.Header, error) {
+		return nil, nil, &CallError{Call: call, Method: method, URL: safePath(a.base, path), Err: err, class: class}
+	}
 	// The policy is read at plugin start: a stored array_url must still pass.
 	if err := a.hosts.Check("array_url", u); err != nil {
-		return nil, nil, fmt.Errorf("%w: no request was sent: %w", pure1.ErrRejected, err)
+		return fail(pure1.ErrRejected, fmt.Errorf("no request was sent: %w", err))
 	}
 	var rd io.Reader
 	if body != nil {
 		raw, err := json.Marshal(body)
 		if err != nil {
-			return nil, nil, err
+			return fail(pure1.ErrRejected, err)
 		}
 		rd = bytes.NewReader(raw)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, u, rd)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: building the request for array_url: %v", pure1.ErrRejected, err)
+		return fail(pure1.ErrRejected, fmt.Errorf("building the request for array_url: %v", err))
 	}
 	for k, v := range header {
 		req.Header[k] = v
@@ -197,7 +286,6 @@ func (a *HTTPArray) do(ctx context.Context, method, path string, header http.Hea
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	where := method + " " + safePath(a.base, path)
 	resp, err := a.client.Do(req)
 	if err != nil {
 		var ue *url.Error
@@ -205,19 +293,29 @@ func (a *HTTPArray) do(ctx context.Context, method, path string, header http.Hea
 			err = ue.Err
 		}
 		if why := pure1.PermanentNetError(err, "array_url", caHint); why != "" {
-			return nil, nil, fmt.Errorf("%w: %s: %v (%s)", pure1.ErrRejected, where, err, why)
+			return fail(pure1.ErrRejected, fmt.Errorf("%v (%s)", err, why))
 		}
-		return nil, nil, fmt.Errorf("%w: %s: %v", pure1.ErrUnavailable, where, err)
+		return fail(pure1.ErrUnavailable, err)
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: reading the answer to %s: %v", pure1.ErrUnavailable, where, err)
+		return fail(pure1.ErrUnavailable, fmt.Errorf("reading the answer: %v", err))
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return nil, nil, fmt.Errorf("%s: %w", where, arrayError(resp.StatusCode, raw))
+		apiErr := arrayError(resp.StatusCode, raw)
+		class := pure1.ErrRejected
+		if errors.Is(apiErr, pure1.ErrUnavailable) {
+			class = pure1.ErrUnavailable
+		}
+		return fail(class, apiErr)
 	}
 	return raw, resp.Header, nil
+}
+
+// badAnswer is a 2xx answer the engine cannot use.
+func (a *HTTPArray) badAnswer(call, method, path, why string) error {
+	return &CallError{Call: call, Method: method, URL: safePath(a.base, path), Err: errors.New(why), class: pure1.ErrBadResponse}
 }
 
 // safePath is the URL without its query (which may name clients): enough to
@@ -229,7 +327,7 @@ func safePath(base, path string) string {
 
 // arrayError reads the REST 2 error shape {"errors":[{"message","context"}]},
 // or OAuth's {error, error_description}.
-func arrayError(status int, body []byte) error {
+func arrayError(status int, body []byte) *pure1.APIError {
 	var r struct {
 		Errors []struct {
 			Message string `json:"message"`
@@ -260,19 +358,21 @@ func arrayError(status int, body []byte) error {
 	return e
 }
 
-// APIVersion returns the newest REST 2.x version the array offers.
+// APIVersion returns the newest REST 2.x version the array offers. A
+// FlashArray lists them under "version", a FlashBlade under "versions".
 func (a *HTTPArray) APIVersion(ctx context.Context) (string, error) {
-	raw, _, err := a.do(ctx, http.MethodGet, "/api/api_version", nil, nil)
+	const call = "API version"
+	raw, _, err := a.do(ctx, call, http.MethodGet, "/api/api_version", nil, nil)
 	if err != nil {
 		return "", err
 	}
-	var r struct {
-		Version []string `json:"version"`
+	var r map[string]json.RawMessage
+	var versions []string
+	if json.Unmarshal(raw, &r) != nil || json.Unmarshal(r[a.kind.versionsKey], &versions) != nil || len(versions) == 0 {
+		return "", a.badAnswer(call, http.MethodGet, "/api/api_version",
+			fmt.Sprintf("the answer has no %q list, as a %s's has: is array_url a %s? (kind=%s)", a.kind.versionsKey, a.kind.Product, a.kind.Product, a.kind.Name))
 	}
-	if err := json.Unmarshal(raw, &r); err != nil {
-		return "", fmt.Errorf("%w: /api/api_version is not JSON", pure1.ErrBadResponse)
-	}
-	return newest2x(r.Version)
+	return newest2x(versions)
 }
 
 // newest2x picks the highest 2.x (2.1 at least: API clients over REST).
@@ -297,20 +397,22 @@ func newest2x(versions []string) (string, error) {
 	return best, nil
 }
 
-// Admin logs in with apiToken (POST /api/2.x/login, header api-token) and
-// returns the session's x-auth-token bound to the admin calls.
+// Admin logs in with apiToken (header api-token; a FlashArray at
+// /api/<ver>/login, a FlashBlade at /api/login) and returns the session's
+// x-auth-token bound to the admin calls. The caller must Logout.
 func (a *HTTPArray) Admin(ctx context.Context, apiToken string) (Admin, error) {
 	ver, err := a.APIVersion(ctx)
 	if err != nil {
 		return nil, err
 	}
-	_, h, err := a.do(ctx, http.MethodPost, "/api/"+ver+"/login", http.Header{"Api-Token": {apiToken}}, nil)
+	path := a.kind.loginPath(ver)
+	_, h, err := a.do(ctx, "login with admin_api_token", http.MethodPost, path, http.Header{"Api-Token": {apiToken}}, nil)
 	if err != nil {
-		return nil, fmt.Errorf("logging in with admin_api_token: %w", err)
+		return nil, err
 	}
 	session := h.Get("X-Auth-Token")
 	if session == "" {
-		return nil, fmt.Errorf("%w: the login answer carries no x-auth-token", pure1.ErrBadResponse)
+		return nil, a.badAnswer("login with admin_api_token", http.MethodPost, path, "the answer carries no x-auth-token header")
 	}
 	return &httpAdmin{a: a, ver: ver, session: session}, nil
 }
@@ -321,9 +423,18 @@ type httpAdmin struct {
 	session string
 }
 
-func (s *httpAdmin) call(ctx context.Context, method, name string, body any) (*APIClient, error) {
+func (s *httpAdmin) header() http.Header { return http.Header{"X-Auth-Token": {s.session}} }
+
+// Logout ends the session (POST /api/<ver>/logout, or /api/logout on a
+// FlashBlade).
+func (s *httpAdmin) Logout(ctx context.Context) error {
+	_, _, err := s.a.do(ctx, "logout", http.MethodPost, s.a.kind.logoutPath(s.ver), s.header(), nil)
+	return err
+}
+
+func (s *httpAdmin) call(ctx context.Context, call, method, name string, body any) (*APIClient, error) {
 	path := "/api/" + s.ver + "/api-clients?names=" + url.QueryEscape(name)
-	raw, _, err := s.a.do(ctx, method, path, http.Header{"X-Auth-Token": {s.session}}, body)
+	raw, _, err := s.a.do(ctx, call, method, path, s.header(), body)
 	if err != nil {
 		return nil, err
 	}
@@ -334,7 +445,7 @@ func (s *httpAdmin) call(ctx context.Context, method, name string, body any) (*A
 		Items []APIClient `json:"items"`
 	}
 	if err := json.Unmarshal(raw, &r); err != nil {
-		return nil, fmt.Errorf("%w: the api-clients answer is not JSON", pure1.ErrBadResponse)
+		return nil, s.a.badAnswer(call, method, path, "the answer is not JSON")
 	}
 	for i := range r.Items {
 		if r.Items[i].Name == name {
@@ -345,53 +456,63 @@ func (s *httpAdmin) call(ctx context.Context, method, name string, body any) (*A
 }
 
 func (s *httpAdmin) CreateAPIClient(ctx context.Context, c NewAPIClient) (*APIClient, error) {
+	call := fmt.Sprintf("create API client %q", c.Name)
 	body := map[string]any{
 		"issuer":     c.Issuer,
 		"public_key": c.PublicKeyPEM,
-		"max_role":   c.MaxRole,
-	}
-	if c.MaxRoleAsReference {
-		body["max_role"] = map[string]string{"name": c.MaxRole}
+		"max_role":   s.a.kind.maxRoleValue(c.MaxRole),
 	}
 	if c.AccessTokenTTL > 0 {
 		body["access_token_ttl_in_ms"] = c.AccessTokenTTL.Milliseconds()
 	}
-	got, err := s.call(ctx, http.MethodPost, c.Name, body)
+	got, err := s.call(ctx, call, http.MethodPost, c.Name, body)
 	if err != nil {
-		return nil, fmt.Errorf("creating API client %q: %w", c.Name, err)
+		return nil, err
 	}
 	if got == nil {
-		return nil, fmt.Errorf("%w: creating API client %q returned no such client", pure1.ErrBadResponse, c.Name)
+		return nil, s.a.badAnswer(call, http.MethodPost, "/api/"+s.ver+"/api-clients", "the answer holds no such client")
 	}
 	return got, nil
 }
 
 func (s *httpAdmin) EnableAPIClient(ctx context.Context, name string) (*APIClient, error) {
-	got, err := s.call(ctx, http.MethodPatch, name, map[string]any{"enabled": true})
+	call := fmt.Sprintf("enable API client %q", name)
+	got, err := s.call(ctx, call, http.MethodPatch, name, map[string]any{"enabled": true})
 	if err != nil {
-		return nil, fmt.Errorf("enabling API client %q: %w", name, err)
+		return nil, err
 	}
 	if got == nil {
-		return nil, fmt.Errorf("%w: enabling API client %q returned no such client", pure1.ErrBadResponse, name)
+		return nil, s.a.badAnswer(call, http.MethodPatch, "/api/"+s.ver+"/api-clients", "the answer holds no such client")
 	}
 	return got, nil
 }
 
 func (s *httpAdmin) GetAPIClient(ctx context.Context, name string) (*APIClient, error) {
-	got, err := s.call(ctx, http.MethodGet, name, nil)
-	var apiErr *pure1.APIError
-	if errors.As(err, &apiErr) && (apiErr.StatusCode == http.StatusBadRequest || apiErr.StatusCode == http.StatusNotFound) {
+	got, err := s.call(ctx, fmt.Sprintf("read API client %q", name), http.MethodGet, name, nil)
+	if notFound(err) {
 		return nil, nil // arrays answer 400 for a name that does not exist
 	}
-	if err != nil {
-		return nil, fmt.Errorf("reading API client %q: %w", name, err)
-	}
-	return got, nil
+	return got, err
 }
 
 func (s *httpAdmin) DeleteAPIClient(ctx context.Context, name string) error {
-	if _, err := s.call(ctx, http.MethodDelete, name, nil); err != nil {
-		return fmt.Errorf("deleting API client %q: %w", name, err)
+	_, err := s.call(ctx, fmt.Sprintf("delete API client %q", name), http.MethodDelete, name, nil)
+	if notFound(err) {
+		// Gone already, or the array refuses the request: ask which.
+		got, gerr := s.GetAPIClient(ctx, name)
+		if gerr == nil && got == nil {
+			return nil
+		}
 	}
-	return nil
+	return err
+}
+
+// notFound: arrays answer a name that does not exist with 400 (or 404).
+func notFound(err error) bool {
+	var ce *CallError
+	if !errors.As(err, &ce) {
+		return false
+	}
+	code := ce.StatusCode()
+	return code == http.StatusBadRequest || code == http.StatusNotFound
 }

@@ -317,7 +317,7 @@ func TestArrayOldEntriesAreStillPure1(t *testing.T) {
 	if err := (&logical.StorageEntry{Value: []byte(`{"app_id":"pure1:apikey:abc","private_key":"x","key_source":"generated","token_url":"https://api.pure1.purestorage.com/oauth2/1.0/token"}`)}).DecodeJSON(&e); err != nil {
 		t.Fatal(err)
 	}
-	if e.isArray() || e.kindName() != kindPure1 {
+	if _, ok := e.kind().(pure1Kind); !ok || e.kindName() != kindPure1 {
 		t.Errorf("an old entry reads as kind %q", e.kindName())
 	}
 }
@@ -457,8 +457,9 @@ func TestArrayFlashBladeWire(t *testing.T) {
 		t.Fatalf("creates = %+v, want %d", fa.created, len(want))
 	}
 	for i, w := range want {
-		if c := fa.created[i]; c.Name != w.name || c.MaxRoleAsReference != w.ref {
-			t.Errorf("create %d: name %q, max_role as reference %v; want %q, %v", i, c.Name, c.MaxRoleAsReference, w.name, w.ref)
+		// The wire decides max_role's form: FlashBlade's takes a reference.
+		if c, k := fa.created[i], fa.createdKinds[i]; c.Name != w.name || (k == purearray.FlashBlade) != w.ref {
+			t.Errorf("create %d: name %q on %v; want %q, FlashBlade %v", i, c.Name, k, w.name, w.ref)
 		}
 	}
 }

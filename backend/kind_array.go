@@ -2,11 +2,12 @@ package backend
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
-	"regexp"
 	"strings"
 	"time"
 
@@ -37,26 +38,10 @@ const (
 	fieldCACertFingerprint       = "ca_cert_fingerprint"
 	fieldAdminAPITokenConfigured = "admin_api_token_configured"
 	fieldNextRotation            = "next_rotation"
+	fieldPreviousRetireAt        = "previous_retire_at"
+	fieldPendingDeletions        = "pending_deletions"
+	fieldRotationFailures        = "scheduled_rotation_failures"
 )
-
-// Config kinds.
-const (
-	kindPure1 = "pure1"
-)
-
-// flashBladeClientName is what a FlashBlade takes as an API client name:
-// letters, digits and '_', at most 56 characters (as Pure's FlashBlade
-// Ansible collection checks it). No '-' or '.', which a FlashArray takes.
-var flashBladeClientName = regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9_]{0,54}[a-zA-Z0-9])?$`)
-
-// clientNameSeparator joins a managed client's base name and the time of a
-// rotation: a character both the array and the name rules accept.
-func clientNameSeparator(kind string) string {
-	if kind == purearray.KindFlashBlade {
-		return "_"
-	}
-	return "-"
-}
 
 // Array API client roles, as FlashArray and FlashBlade name them.
 var arrayMaxRoles = []string{"readonly", "ops_admin", "storage_admin", "array_admin"}
@@ -66,9 +51,16 @@ const (
 	maxCACertBytes      = 64 << 10
 	maxArrayFieldBytes  = 256
 	maxAPITokenBytes    = 1024
-	// An array takes access_token_ttl_in_ms between 1 s and 1 day.
-	minAccessTokenTTL = time.Second
+	// An array takes access_token_ttl_in_ms from 1 s, but a token that
+	// short is useless here: a lease ends 5 s before its token, a shared
+	// token is handed out only while a minute of it is left, and a static
+	// token is refreshed at most every 10 s. Below minutes every read would
+	// exchange (and a static one write storage), so minutes it is.
+	minAccessTokenTTL = 5 * time.Minute
 	maxAccessTokenTTL = 24 * time.Hour
+	// defaultArrayTokenTTL is an array's access token lifetime when the
+	// client asks for none (Pure's API client models: 86400000 ms).
+	defaultArrayTokenTTL = 24 * time.Hour
 	// maxClientNameBytes leaves room for the suffix a rotation adds.
 	maxClientNameBytes = 40
 )
@@ -86,33 +78,112 @@ type managedClient struct {
 	AccessTokenTTL time.Duration `json:"access_token_ttl,omitempty"`
 }
 
-func (e *configEntry) isArray() bool { return e.Kind != "" && e.Kind != kindPure1 }
-
-// kindName is the kind as shown: pure1 for entries stored before kinds.
-func (e *configEntry) kindName() string {
-	if e.Kind == "" {
-		return kindPure1
-	}
-	return e.Kind
-}
-
 func (e *configEntry) arrayIdentity() purearray.Identity {
 	return purearray.Identity{ClientID: e.ClientID, KeyID: e.KeyID, Issuer: e.Issuer}
 }
 
-// newArrayConfig finishes newConfig for an array: its identity names what an
-// access token depends on (key, client, array and the CA it is reached with).
-func newArrayConfig(c *config) (*config, error) {
+// arrayKind is what FlashArray and FlashBlade configs share: an API client
+// of one array, registered by an operator or by Vault itself (managed), and
+// exchanged at the array for a user. Each kind is a type of its own
+// (kind_flasharray.go, kind_flashblade.go) over its wire in purearray.
+type arrayKind struct {
+	wire *purearray.Kind
+}
+
+func (k arrayKind) Name() string { return k.wire.Name }
+
+// open: an array credential depends on the key, the client, the array and
+// the CA it is reached through; it can sign once the client is known.
+func (k arrayKind) open(c *config) error {
 	e := &c.entry
 	c.identity = strings.Join([]string{c.key.Fingerprint(), e.Kind, e.ClientID, e.KeyID, e.Issuer, e.ArrayURL, fingerprintText(e.CACert)}, "\x00")
-	if e.ClientID != "" {
-		s, err := purearray.NewSigner(e.arrayIdentity(), c.key)
-		if err != nil {
-			return nil, fmt.Errorf("config %q: %w", c.name, err)
-		}
-		c.arraySigner = s
+	if e.ClientID == "" {
+		return nil
 	}
-	return c, nil
+	s, err := purearray.NewSigner(e.arrayIdentity(), c.key)
+	if err != nil {
+		return fmt.Errorf("config %q: %w", c.name, err)
+	}
+	c.clientID = s.Identity().ClientID
+	c.signer = s.Sign
+	return nil
+}
+
+func (k arrayKind) target(b *backend, c *config, sub string) (upstream, error) {
+	arr, err := b.arrayFor(c.name, &c.entry)
+	if err != nil {
+		return upstream{}, fmt.Errorf("%w: config %q: %w", pure1.ErrRejected, c.name, err)
+	}
+	return arrayUpstream(arr, &c.entry, c.clientID, c.signer, sub), nil
+}
+
+// arrayUpstream is the exchange of an API client's JWTs for user sub at e's
+// array.
+func arrayUpstream(arr purearray.Array, e *configEntry, clientID string, sign func(time.Time, time.Duration, string) (string, time.Time, error), sub string) upstream {
+	return upstream{ex: arr, tokenURL: purearray.TokenURL(e.ArrayURL), clientID: clientID, upstream: "array", idKey: "client_id",
+		sign: func(now time.Time, life time.Duration, _ string) (string, time.Time, error) { return sign(now, life, sub) }}
+}
+
+func (k arrayKind) checkUser(configName, username string) string {
+	if username == "" {
+		return fmt.Sprintf("username is required: config %q is a %s, whose tokens carry the rights of an array user (the JWT's sub), e.g. username=pureuser", configName, k.wire.Product)
+	}
+	return ""
+}
+
+func (k arrayKind) notReady(c *config, mount string) string {
+	return fmt.Sprintf("config %q has no API client yet: write its client_id, key_id and issuer, or admin_api_token for Vault to register one "+
+		"(vault path-help %sconfig/%s)", c.name, mount, c.name)
+}
+
+func (k arrayKind) lacks() string { return "API client" }
+
+func (k arrayKind) endpoint(c *config) (string, string) { return fieldArrayURL, c.entry.ArrayURL }
+
+func (k arrayKind) exchangeRefused(c *config, err error) string {
+	return fmt.Sprintf("the %s at %s rejected the token exchange for API client %q: %s. Check that the client is enabled and "+
+		"holds the public key with fingerprint %s, that the role's username exists on the array, and that this node's clock is right",
+		k.wire.Product, c.entry.ArrayURL, c.clientID, sentence(err), c.key.Fingerprint())
+}
+
+func (k arrayKind) exchangeFailed(c *config, err error) string {
+	return fmt.Sprintf("the token exchange for API client %q at the %s at %s failed: %s", c.clientID, k.wire.Product, c.entry.ArrayURL, sentence(err))
+}
+
+func (k arrayKind) checkAdvice(c *config, err error) string {
+	switch {
+	case errors.Is(err, pure1.ErrRejected):
+		return fmt.Sprintf("the %s refused the exchange: check on the array (pureapiclient list, or Settings > Access > API Clients) that API client %q is enabled "+
+			"and holds the public key whose fingerprint is %s, that user %q exists, and that this Vault node's clock is right",
+			k.wire.Product, c.clientID, c.key.Fingerprint(), c.entry.Username)
+	case errors.Is(err, pure1.ErrBadResponse):
+		return fmt.Sprintf("the answer was not an array's token response: check that array_url %s is the %s's management address", c.entry.ArrayURL, k.wire.Product)
+	}
+	return fmt.Sprintf("the %s could not be reached or kept failing: check this Vault node's network and DNS towards %s, ca_cert, and the array's status; "+
+		"credentials of access_token roles on this config fail the same way meanwhile", k.wire.Product, c.entry.ArrayURL)
+}
+
+func (k arrayKind) pendingNextStep(e *configEntry, activeFP, mount, name string) string {
+	return fmt.Sprintf("credentials are still issued with the active key (fingerprint %s) and API client %q. Next: create an API client with public_key "+
+		"on the array and enable it, then: vault write %sconfig/%s/rotate client_id=<its id> key_id=<its key_id>",
+		activeFP, e.ClientID, mount, name)
+}
+
+// release: the clients Vault made for a deleted config go to the delete
+// list, due at once; an operator's client is the operator's.
+func (k arrayKind) release(name string, e *configEntry, now time.Time) []*cleanupEntry {
+	m := e.Managed
+	if m == nil {
+		return nil
+	}
+	var out []*cleanupEntry
+	if e.ClientID != "" {
+		out = append(out, newCleanup(name, e, m.Name, e.ClientID, keyFingerprintOf(e.PrivateKey), cleanupConfigDeleted, now, now))
+	}
+	if p := e.Previous; p != nil && p.ClientName != "" && !p.Deleted {
+		out = append(out, newCleanup(name, e, p.ClientName, p.AppID, p.Fingerprint, cleanupConfigDeleted, now, now))
+	}
+	return out
 }
 
 func arrayConfigFields() map[string]*framework.FieldSchema {
@@ -188,11 +259,14 @@ var arrayConfigResponseFields = map[string]*framework.FieldSchema{
 	fieldPreviousClientID:        {Type: framework.TypeString, Description: "Arrays, after a rotation: the retired API client's id."},
 	fieldPreviousAPIClientName:   {Type: framework.TypeString, Description: "Arrays, after a rotation: the retired API client's name."},
 	fieldPreviousClientDeleted:   {Type: framework.TypeBool, Description: "Arrays, after a managed rotation: whether Vault deleted the retired client at the array."},
+	fieldPreviousRetireAt:        {Type: framework.TypeTime, Description: "Arrays, after a managed rotation: when the retired client is deleted at the array, once the longest credential it issued has expired."},
+	fieldPendingDeletions:        {Type: framework.TypeSlice, Description: "Arrays: API clients Vault made that wait on the delete list (name, reason, due, attempts, last error)."},
+	fieldRotationFailures:        {Type: framework.TypeInt, Description: "Arrays, managed, with rotation_period: scheduled rotations that failed in a row on this node."},
 	fieldRotationPeriod:          {Type: framework.TypeDurationSecond, Description: "Arrays, managed: the scheduled rotation's period; 0 if off."},
 	fieldNextRotation:            {Type: framework.TypeTime, Description: "Arrays, managed, with rotation_period: when the next scheduled rotation is due."},
 }
 
-func (c *config) arrayResponseData() map[string]interface{} {
+func (k arrayKind) describe(c *config) map[string]interface{} {
 	e := &c.entry
 	d := map[string]interface{}{
 		fieldKind:                    e.kindName(),
@@ -228,8 +302,29 @@ func (c *config) arrayResponseData() map[string]interface{} {
 		d[fieldPreviousAPIClientName] = p.ClientName
 		d[fieldPreviousClientDeleted] = p.Deleted
 		d[fieldPreviousRetiredAt] = formatTime(p.RetiredAt)
+		d[fieldPreviousRetireAt] = formatTime(p.RetireAt)
 	}
 	return d
+}
+
+// fingerprintText is a short digest of s for reads and identities, so that
+// neither shows or stores a second copy of it; "" for "".
+func fingerprintText(s string) string {
+	if s == "" {
+		return ""
+	}
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])
+}
+
+// keyFingerprintOf is the fingerprint of a stored private key's public
+// half; "" when it does not parse (then no client is matched by it).
+func keyFingerprintOf(pemKey string) string {
+	k, err := pure1.ParsePrivateKey([]byte(pemKey), nil)
+	if err != nil {
+		return ""
+	}
+	return k.Fingerprint()
 }
 
 // arrayOnlyFields are refused on a Pure1 config, pure1OnlyFields on an
@@ -237,7 +332,6 @@ func (c *config) arrayResponseData() map[string]interface{} {
 var (
 	arrayOnlyFields = []string{fieldArrayURL, fieldCACert, fieldClientID, fieldKeyID, fieldIssuer, fieldUsername,
 		fieldAdminAPIToken, fieldAPIClientName, fieldMaxRole, fieldAccessTokenTTL, fieldRotationPeriod}
-	pure1OnlyFields = []string{fieldAppID, fieldTokenURL}
 )
 
 // presentFields lists which of fields the request carries.
@@ -254,7 +348,7 @@ func presentFields(req *logical.Request, fields []string) []string {
 // arrayWrite is one validated write to an array config, before it is applied.
 type arrayWrite struct {
 	keyInput
-	kind                                      string
+	kind                                      *purearray.Kind
 	arrayURL, caCert, clientID, keyID, issuer string
 	username, adminToken, clientName, maxRole string
 	accessTokenTTL                            time.Duration
@@ -268,7 +362,7 @@ type arrayWrite struct {
 
 // readArrayWrite collects and checks the fields of an array config write that
 // can be checked without storage.
-func readArrayWrite(d *framework.FieldData, kind string, hosts pure1.HostPolicy) (*arrayWrite, error) {
+func readArrayWrite(d *framework.FieldData, kind *purearray.Kind, hosts pure1.HostPolicy) (*arrayWrite, error) {
 	ki, err := readKeyInput(d)
 	if err != nil {
 		return nil, err
@@ -325,8 +419,10 @@ func readArrayWrite(d *framework.FieldData, kind string, hosts pure1.HostPolicy)
 	if w.hasAdminToken && w.adminToken == "" {
 		return nil, errors.New("admin_api_token is empty: give an array API token (pureadmin create --api-token) of a user who may manage API clients")
 	}
-	if w.hasClientName && (w.clientName == "" || !nameRegex.MatchString(w.clientName)) {
-		return nil, fmt.Errorf("api_client_name %q is not a valid API client name: letters, digits, '-', '_' and '.', starting and ending with a letter or digit", printable(w.clientName))
+	if w.hasClientName {
+		if err := kind.CheckClientName(fieldAPIClientName, w.clientName); err != nil {
+			return nil, err
+		}
 	}
 	if w.hasMaxRole && !contains(arrayMaxRoles, w.maxRole) {
 		return nil, fmt.Errorf("max_role %q is not an array role: use one of %s", printable(w.maxRole), strings.Join(arrayMaxRoles, ", "))
@@ -335,7 +431,7 @@ func readArrayWrite(d *framework.FieldData, kind string, hosts pure1.HostPolicy)
 		w.hasAccessTokenTTL = true
 		w.accessTokenTTL = time.Duration(v.(int)) * time.Second
 		if w.accessTokenTTL != 0 && (w.accessTokenTTL < minAccessTokenTTL || w.accessTokenTTL > maxAccessTokenTTL) {
-			return nil, fmt.Errorf("access_token_ttl %s is out of range: an array takes %s to %s (0 for its default)", w.accessTokenTTL, minAccessTokenTTL, maxAccessTokenTTL)
+			return nil, fmt.Errorf("access_token_ttl %s is out of range: give %s to %s (0 for the array's default of a day); shorter tokens would be exchanged on nearly every read", w.accessTokenTTL, minAccessTokenTTL, maxAccessTokenTTL)
 		}
 	}
 	if v, ok := d.GetOk(fieldRotationPeriod); ok {
@@ -389,17 +485,17 @@ func checkArrayURL(raw string, hosts pure1.HostPolicy) error {
 	return hosts.Check(fieldArrayURL, raw)
 }
 
-// pathArrayConfigWrite is config/<name> for kind flasharray or flashblade.
-// With admin_api_token (managed registration) Vault registers its own API
-// client: the array calls run before the write lock is taken, and the result
-// is stored only if the config did not change meanwhile; otherwise the new
-// client is deleted again.
-func (b *backend) pathArrayConfigWrite(ctx context.Context, req *logical.Request, d *framework.FieldData, name, kind string) (*logical.Response, error) {
+// writeConfig is config/<name> for an array. With admin_api_token (managed
+// registration) Vault registers its own API client: the array calls run
+// before the write lock is taken, under a journal entry on the delete list,
+// and the result is stored only if the config did not change meanwhile;
+// otherwise the new client is deleted again.
+func (k arrayKind) writeConfig(ctx context.Context, b *backend, req *logical.Request, d *framework.FieldData, name string) (*logical.Response, error) {
 	if bad := presentFields(req, pure1OnlyFields); len(bad) > 0 {
 		return logical.ErrorResponse("%s applies to kind=pure1 configs only: an array's API client is named by client_id, key_id and issuer (or registered by Vault with admin_api_token)",
 			strings.Join(bad, ", ")), nil
 	}
-	w, err := readArrayWrite(d, kind, b.hosts)
+	w, err := readArrayWrite(d, k.wire, b.hosts)
 	if err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}
@@ -449,18 +545,18 @@ func (b *backend) pathArrayConfigWrite(ctx context.Context, req *logical.Request
 		}
 	}
 
-	var registered *purearray.APIClient
+	var reg *registration
 	if register {
-		if registered, err = b.registerManaged(ctx, name, &entry, key, entry.Managed.BaseName); err != nil {
+		if reg, err = b.registerManaged(ctx, req.Storage, name, &entry, key, entry.Managed.BaseName); err != nil {
 			return registerFailure(err, name)
 		}
-		entry.ClientID, entry.KeyID = registered.ID, registered.KeyID
-		entry.Managed.Name = registered.Name
+		entry.ClientID, entry.KeyID = reg.client.ID, reg.client.KeyID
+		entry.Managed.Name = reg.client.Name
 	}
 
 	c, err := newConfig(name, &entry, key)
 	if err != nil {
-		b.undoRegistration(&entry, registered)
+		b.undoRegistration(ctx, req.Storage, name, reg)
 		return nil, err
 	}
 	if !register {
@@ -470,23 +566,16 @@ func (b *backend) pathArrayConfigWrite(ctx context.Context, req *logical.Request
 			return logical.ErrorResponse(refusal), nil
 		}
 	}
-	b.writeLock.Lock()
-	defer b.writeLock.Unlock()
-	cur, err := readConfigEntry(ctx, req.Storage, name)
-	if err != nil {
-		b.undoRegistration(&entry, registered)
+	if err := b.storeIfUnchanged(ctx, req.Storage, name, old, &entry); err != nil {
+		b.undoRegistration(ctx, req.Storage, name, reg)
+		if errors.Is(err, errConfigChanged) {
+			return logical.ErrorResponse("config %q changed while this write ran; nothing was stored (and no API client kept): read it and write again", name), nil
+		}
 		return nil, err
 	}
-	if !sameEntry(cur, old) {
-		b.undoRegistration(&entry, registered)
-		return logical.ErrorResponse("config %q changed while this write ran; nothing was stored (and no API client kept): read it and write again", name), nil
-	}
-	if err := b.putConfig(ctx, req.Storage, name, &entry); err != nil {
-		b.undoRegistration(&entry, registered)
-		return nil, err
-	}
-	if registered != nil {
-		b.Logger().Info("array API client registered", "config", name, "api_client", registered.Name, "client_id", registered.ID)
+	if reg != nil {
+		b.registrationStored(ctx, req.Storage, reg)
+		b.Logger().Info("array API client registered", "config", name, "api_client", reg.client.Name, "client_id", reg.client.ID)
 	}
 	if entry.ClientID == "" {
 		warnings = append(warnings, fmt.Sprintf("no API client yet: create one on the array with this public_key (pureapiclient create --issuer ... --public-key, then pureapiclient enable), "+
@@ -521,7 +610,7 @@ func mergeArrayWrite(name string, old *configEntry, w *arrayWrite) (configEntry,
 			e.Managed = &m
 		}
 	} else {
-		e.Kind = w.kind
+		e.Kind = w.kind.Name
 	}
 	if w.hasArrayURL {
 		if old != nil && old.ClientID != "" && old.ArrayURL != w.arrayURL {
@@ -537,10 +626,10 @@ func mergeArrayWrite(name string, old *configEntry, w *arrayWrite) (configEntry,
 		e.Username = w.username
 	}
 	if e.ArrayURL == "" {
-		return e, "array_url is required for a " + w.kind + " config: the array's address, such as https://array.example.com"
+		return e, "array_url is required for a " + w.kind.Name + " config: the array's address, such as https://array.example.com"
 	}
 	if e.Username == "" {
-		return e, "username is required for a " + w.kind + " config: the array user (e.g. pureuser) that Vault's own verification exchanges sign for"
+		return e, "username is required for a " + w.kind.Name + " config: the array user (e.g. pureuser) that Vault's own verification exchanges sign for"
 	}
 	managed := w.hasAdminToken || w.hasClientName || w.hasMaxRole || w.hasAccessTokenTTL
 	if w.hasRotationPeriod {
@@ -556,7 +645,7 @@ func mergeArrayWrite(name string, old *configEntry, w *arrayWrite) (configEntry,
 		return e, "managed registration needs admin_api_token: an array API token of a user who may manage API clients"
 	case managed:
 		if e.Managed == nil {
-			e.Managed = &managedClient{BaseName: "vault-" + name, MaxRole: defaultArrayMaxRole}
+			e.Managed = &managedClient{BaseName: w.kind.DefaultClientName(name), MaxRole: defaultArrayMaxRole}
 		}
 		m := e.Managed
 		if w.hasAdminToken {
@@ -572,8 +661,8 @@ func mergeArrayWrite(name string, old *configEntry, w *arrayWrite) (configEntry,
 		if len(m.BaseName) > maxClientNameBytes {
 			return e, fmt.Sprintf("api_client_name %q is longer than %d characters: give a shorter api_client_name", m.BaseName, maxClientNameBytes)
 		}
-		if e.Kind == purearray.KindFlashBlade && !flashBladeClientName.MatchString(m.BaseName) {
-			return e, fmt.Sprintf("api_client_name %q is not a FlashBlade API client name: use letters, digits and '_' only (no '-' or '.')", printable(m.BaseName))
+		if err := w.kind.CheckClientName(fieldAPIClientName, m.BaseName); err != nil {
+			return e, err.Error() + ": give api_client_name"
 		}
 		if w.hasMaxRole {
 			m.MaxRole = w.maxRole
@@ -587,6 +676,12 @@ func mergeArrayWrite(name string, old *configEntry, w *arrayWrite) (configEntry,
 		if e.Issuer == "" {
 			e.Issuer = m.BaseName
 		}
+	case e.Managed != nil && anyTrue(w.hasClientID, w.hasKeyID, w.hasIssuer):
+		// Vault proved the client it registered; an unproven client_id,
+		// key_id or issuer would break every read, or (client_id="") make
+		// Vault register anew and forget the live client.
+		return e, fmt.Sprintf("config %q has an API client Vault registered (%q): client_id, key_id and issuer are Vault's to set; "+
+			"to replace the client rotate it (vault write -f <mount>config/%s/rotate), or delete the config and create it again", name, e.Managed.Name, name)
 	default:
 		if w.hasClientID {
 			e.ClientID = w.clientID
@@ -609,28 +704,205 @@ func mergeArrayWrite(name string, old *configEntry, w *arrayWrite) (configEntry,
 // verifyArrayChange proves what a write changes on a config that has an API
 // client already: a new ca_cert by an exchange as the config's username at
 // the array (so a wrong CA cannot break every read), a new admin_api_token by
-// a login (so the next rotation does not find it wrong). It returns why the
+// a login (so the next rotation does not find it wrong). Both use a client of
+// their own, dropped after: a CA that fails is never kept. It returns why the
 // write is refused, or "" when there was nothing to prove or it held.
 func (b *backend) verifyArrayChange(ctx context.Context, c *config, old *configEntry) string {
 	e := &c.entry
 	if old == nil || old.ClientID == "" {
 		return ""
 	}
-	if e.CACert != old.CACert {
-		if _, err := b.exchangeWith(ctx, c, e.Username, "new ca_cert of config "+c.name); err != nil {
+	caChanged := e.CACert != old.CACert
+	tokenChanged := e.Managed != nil && old.Managed != nil && e.Managed.AdminAPIToken != old.Managed.AdminAPIToken
+	if !caChanged && !tokenChanged {
+		return ""
+	}
+	arr, err := b.dialArrayOnce(e)
+	if err != nil {
+		return fmt.Sprintf("config %q: %v", c.name, err)
+	}
+	defer closeIdle(arr)
+	if caChanged {
+		up := arrayUpstream(arr, e, c.clientID, c.signer, e.Username)
+		if _, err := b.exchangeSigned(ctx, c.name, up, "new ca_cert of config "+c.name); err != nil {
 			return fmt.Sprintf("config %q: with the new ca_cert the array at %s did not accept API client %q, so nothing was stored: %s. "+
 				"Check that ca_cert is the CA that signed the array's certificate", c.name, e.ArrayURL, e.ClientID, sentence(err))
 		}
 	}
-	if e.Managed != nil && old.Managed != nil && e.Managed.AdminAPIToken != old.Managed.AdminAPIToken {
-		arr, err := b.arrayFor(e)
-		if err == nil {
-			_, err = arr.Admin(ctx, e.Managed.AdminAPIToken)
-		}
-		if err != nil {
+	if tokenChanged {
+		if err := purearray.WithAdmin(ctx, arr, e.Managed.AdminAPIToken, func(purearray.Admin) error { return nil }); err != nil {
 			return fmt.Sprintf("config %q: the array at %s did not accept the new admin_api_token, so nothing was stored: %s",
 				c.name, e.ArrayURL, sentence(err))
 		}
 	}
 	return ""
+}
+
+// arrayConn is the client of one config's array, as cached: dial names the
+// address and CA it was built for.
+type arrayConn struct {
+	dial string
+	arr  purearray.Array
+}
+
+// arrayFor returns the client of config name's array, reaching it through
+// e's CA. One client per config keeps connections alive across exchanges;
+// a config whose address or CA changed gets a new one and the old one's
+// connections are closed, and a deleted config's goes with it (dropConfig),
+// so the cache never outgrows the configs.
+func (b *backend) arrayFor(name string, e *configEntry) (purearray.Array, error) {
+	dial := e.Kind + "\x00" + e.ArrayURL + "\x00" + fingerprintText(e.CACert)
+	b.arraysLock.Lock()
+	defer b.arraysLock.Unlock()
+	if c, ok := b.arrays[name]; ok {
+		if c.dial == dial {
+			return c.arr, nil
+		}
+		closeIdle(c.arr)
+		delete(b.arrays, name)
+	}
+	a, err := b.dialArrayOnce(e)
+	if err != nil {
+		return nil, err
+	}
+	b.arrays[name] = arrayConn{dial: dial, arr: a}
+	return a, nil
+}
+
+// dialArrayOnce builds a client of e's array that nothing caches: for a CA
+// not yet stored, or a deleted config's clients on the delete list.
+func (b *backend) dialArrayOnce(e *configEntry) (purearray.Array, error) {
+	return b.dialArray(purearray.Options{Kind: purearray.KindNamed(e.kindName()), ArrayURL: e.ArrayURL, CACert: []byte(e.CACert), Hosts: b.hosts})
+}
+
+// dropArray forgets config name's array client (its config changed or went).
+func (b *backend) dropArray(name string) {
+	b.arraysLock.Lock()
+	c, ok := b.arrays[name]
+	delete(b.arrays, name)
+	b.arraysLock.Unlock()
+	if ok {
+		closeIdle(c.arr)
+	}
+}
+
+// closeArrays drops every array client's idle connections (Clean).
+func (b *backend) closeArrays() {
+	b.arraysLock.Lock()
+	defer b.arraysLock.Unlock()
+	for k, c := range b.arrays {
+		closeIdle(c.arr)
+		delete(b.arrays, k)
+	}
+}
+
+func closeIdle(a any) {
+	if c, ok := a.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+}
+
+// upstream is where one exchange goes and what signs its JWT: Pure1's token
+// endpoint and an application's key, or an array's and an API client's key
+// for one user.
+type upstream struct {
+	ex       pure1.Exchanger
+	tokenURL string
+	clientID string // app_id or client_id, for logs
+	upstream string // Pure1 or array, for logs
+	idKey    string // app_id or client_id
+	sign     func(now time.Time, life time.Duration, sub string) (string, time.Time, error)
+}
+
+// rotate: a managed client rotates itself (and retire_previous=now cuts the
+// previous one off); an operator's client goes through a pending key, a
+// client the operator creates with it, and a promotion proven at the array.
+func (k arrayKind) rotate(ctx context.Context, b *backend, req *logical.Request, r *rotateWrite, e *configEntry) (*logical.Response, error) {
+	name := r.name
+	arrayFields := presentFields(req, arrayRotateFields)
+	bringsKey := r.keys.hasKey || r.keys.generate
+	switch {
+	case r.hasAppID:
+		return logical.ErrorResponse("app_id is a Pure1 application's; config %q is a %s: name the new API client with client_id and key_id", name, e.Kind), nil
+	case e.Managed != nil && (len(arrayFields) > 0 || r.hasVerify):
+		return logical.ErrorResponse("config %q has an API client Vault registered itself: a rotation makes, verifies and switches to the new client on its own; "+
+			"write vault write -f %sconfig/%s/rotate (optionally with private_key=@new.pem or key_bits)", name, req.MountPoint, name), nil
+	case e.Managed != nil && r.hasRetire && !bringsKey:
+		return b.retirePrevious(ctx, req, name, e)
+	case e.Managed != nil:
+		return b.rotateManaged(ctx, req, name, r.keys, r.hasRetire)
+	case r.hasRetire:
+		return logical.ErrorResponse("retire_previous applies to API clients Vault registered (admin_api_token); config %q uses a client an operator created: "+
+			"disable or delete the previous client on the array (pureapiclient delete)", name), nil
+	case bringsKey && len(arrayFields) > 0:
+		return logical.ErrorResponse("the pending key and its API client are two writes: first store the key (generate_key=true or private_key), " +
+			"create an API client with its public key on the array, then write that client's client_id and key_id here"), nil
+	case bringsKey && r.hasVerify:
+		return logical.ErrorResponse("verify applies to the promotion, with client_id and key_id: vault write %sconfig/%s/rotate client_id=... key_id=... verify=false", req.MountPoint, name), nil
+	case bringsKey:
+		return b.rotateStorePending(ctx, req, name, r.keys)
+	case len(arrayFields) > 0:
+		id := purearray.Identity{ClientID: fieldString(req, fieldClientID), KeyID: fieldString(req, fieldKeyID), Issuer: e.Issuer}
+		if _, ok := req.Data[fieldIssuer]; ok {
+			id.Issuer = fieldString(req, fieldIssuer)
+		}
+		if err := id.Validate(); err != nil {
+			return logical.ErrorResponse(err.Error()), nil
+		}
+		for _, f := range []struct{ n, v string }{{fieldClientID, id.ClientID}, {fieldKeyID, id.KeyID}, {fieldIssuer, id.Issuer}} {
+			if err := checkLength(f.n, f.v, maxArrayFieldBytes); err != nil {
+				return logical.ErrorResponse(err.Error()), nil
+			}
+		}
+		return b.rotatePromote(ctx, req, name, arrayPromotion(id), r.verify)
+	}
+	return logical.ErrorResponse("nothing to do: start a rotation with vault write %sconfig/%s/rotate generate_key=true (or private_key=@new.pem), "+
+		"create an API client with its public key on the array, then finish it with vault write %sconfig/%s/rotate client_id=<its id> key_id=<its key_id>",
+		req.MountPoint, name, req.MountPoint, name), nil
+}
+
+// fieldString is a string field of the request as written, trimmed.
+func fieldString(req *logical.Request, field string) string {
+	s, _ := req.Data[field].(string)
+	return strings.TrimSpace(s)
+}
+
+// arrayPromotion promotes a pending key under an API client an operator
+// created on the array with its public key.
+type arrayPromotion purearray.Identity
+
+func (p arrayPromotion) id() string { return p.ClientID }
+
+func (p arrayPromotion) refusal(e *configEntry) string {
+	if p.ClientID == e.ClientID {
+		return fmt.Sprintf("client_id %q is the active API client: the pending key (fingerprint %s) needs the new API client created with its own public key", p.ClientID, e.Pending.Fingerprint)
+	}
+	return ""
+}
+
+func (p arrayPromotion) target(b *backend, config string, e *configEntry, pending *pure1.Key) (upstream, error) {
+	s, err := purearray.NewSigner(purearray.Identity(p), pending)
+	if err != nil {
+		return upstream{}, err
+	}
+	arr, err := b.arrayFor(config, e)
+	if err != nil {
+		return upstream{}, err
+	}
+	return arrayUpstream(arr, e, p.ClientID, s.Sign, e.Username), nil
+}
+
+func (p arrayPromotion) apply(next *configEntry) {
+	if next.Previous != nil {
+		next.Previous.AppID = next.ClientID
+	}
+	next.ClientID, next.KeyID, next.Issuer = p.ClientID, p.KeyID, p.Issuer
+}
+
+func (p arrayPromotion) promotedWarning(prev *previousKey) string {
+	if prev == nil || prev.AppID == "" {
+		return ""
+	}
+	return fmt.Sprintf("credentials are now issued with API client %q. Those issued under the previous client %q stay valid until they expire; "+
+		"after that, delete that API client on the array", p.ClientID, prev.AppID)
 }

@@ -1,0 +1,143 @@
+package purearray
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+)
+
+// Kind is one array family's dialect of REST 2: FlashArray and FlashBlade
+// share the API client model and the token exchange but differ in the
+// details below, each read from Pure's own SDK (py-pure-client 1.90.0,
+// FlashArray 2.30 and FlashBlade 2.17 clients) and Ansible collections.
+type Kind struct {
+	// Name is the config kind: flasharray or flashblade.
+	Name string
+	// Product is how messages name it.
+	Product string
+	// versionsKey is the key of GET /api/api_version's list: "version" on
+	// a FlashArray, "versions" on a FlashBlade (Pure's FlashBlade client
+	// fails with "Failed to retrieve 'versions'" on anything else).
+	versionsKey string
+	// versionedLogin: a FlashArray logs in at /api/<ver>/login and out at
+	// /api/<ver>/logout; a FlashBlade at /api/login and /api/logout only.
+	versionedLogin bool
+	// maxRoleAsReference: a FlashBlade takes and shows an API client's
+	// max_role as {"name": role}; a FlashArray as the plain string.
+	maxRoleAsReference bool
+	// clientName is the array's rule for API client names; nameRule says
+	// it in words, nameSeparator joins a base name and a suffix.
+	clientName    *regexp.Regexp
+	nameRule      string
+	nameSeparator string
+	// defaultPrefix starts the name of the API client Vault registers for
+	// a config that names none.
+	defaultPrefix string
+}
+
+var (
+	// FlashArray: names of letters, digits, '-', '_' and '.', starting and
+	// ending with a letter or digit (as Purity's object names).
+	FlashArray = &Kind{
+		Name:           KindFlashArray,
+		Product:        "FlashArray",
+		versionsKey:    "version",
+		versionedLogin: true,
+		clientName:     regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9_.-]{0,61}[a-zA-Z0-9])?$`),
+		nameRule:       "letters, digits, '-', '_' and '.', starting and ending with a letter or digit, at most 63 characters",
+		nameSeparator:  "-",
+		defaultPrefix:  "vault-",
+	}
+	// FlashBlade: letters, digits and '_' only, at most 56 characters (as
+	// Pure's FlashBlade Ansible collection checks API client names).
+	FlashBlade = &Kind{
+		Name:               KindFlashBlade,
+		Product:            "FlashBlade",
+		versionsKey:        "versions",
+		maxRoleAsReference: true,
+		clientName:         regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9_]{0,54}[a-zA-Z0-9])?$`),
+		nameRule:           "letters, digits and '_' only (no '-' or '.'), starting and ending with a letter or digit, at most 56 characters",
+		nameSeparator:      "_",
+		defaultPrefix:      "vault_",
+	}
+)
+
+// Kinds lists every array kind, FlashArray first.
+var Kinds = []*Kind{FlashArray, FlashBlade}
+
+// KindNamed returns the kind called name, or nil.
+func KindNamed(name string) *Kind {
+	for _, k := range Kinds {
+		if k.Name == name {
+			return k
+		}
+	}
+	return nil
+}
+
+// CheckClientName refuses a name the array would refuse, with its rule.
+func (k *Kind) CheckClientName(field, name string) error {
+	if !k.clientName.MatchString(name) {
+		return fmt.Errorf("%s %q is not a %s API client name: use %s", field, printable(name), k.Product, k.nameRule)
+	}
+	return nil
+}
+
+// DefaultClientName is the name of the API client Vault registers for
+// config when none is given: vault-<config> on a FlashArray, vault_<config>
+// on a FlashBlade, with the characters the kind refuses made '_'.
+func (k *Kind) DefaultClientName(config string) string {
+	name := k.defaultPrefix + config
+	if !k.clientName.MatchString(name) {
+		name = strings.Map(func(r rune) rune {
+			if r == '-' || r == '.' {
+				return '_'
+			}
+			return r
+		}, name)
+	}
+	return name
+}
+
+// SuffixedName is base with suffix, joined as the kind's names allow: a
+// rotated client is <base>-<unix time> on a FlashArray, <base>_<unix time>
+// on a FlashBlade.
+func (k *Kind) SuffixedName(base, suffix string) string {
+	return base + k.nameSeparator + suffix
+}
+
+// loginPath and logoutPath are where an admin session starts and ends.
+func (k *Kind) loginPath(ver string) string {
+	if k.versionedLogin {
+		return "/api/" + ver + "/login"
+	}
+	return "/api/login"
+}
+
+func (k *Kind) logoutPath(ver string) string {
+	if k.versionedLogin {
+		return "/api/" + ver + "/logout"
+	}
+	return "/api/logout"
+}
+
+// maxRoleValue is max_role as the kind takes it in a request body.
+func (k *Kind) maxRoleValue(role string) any {
+	if k.maxRoleAsReference {
+		return map[string]string{"name": role}
+	}
+	return role
+}
+
+// printable keeps a name echoed in an error short and printable.
+func printable(s string) string {
+	if len(s) > 80 {
+		s = s[:80] + "..."
+	}
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return '?'
+		}
+		return r
+	}, s)
+}
