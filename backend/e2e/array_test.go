@@ -2,16 +2,7 @@ package e2e
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
-	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
-	"net/url"
-	"os"
-	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -19,101 +10,6 @@ import (
 
 	arrayemu "github.com/pure1vault/vault-plugin-secrets-pure1/backend/purearray/emulator"
 )
-
-// ArrayEmulator is `pure1-emulator array`: an emulated FlashArray over TLS
-// with a CA of its own.
-type ArrayEmulator struct {
-	URL      string // https://127.0.0.1:PORT
-	CAPEM    string
-	APIToken string
-
-	proc   *proc
-	client *http.Client // trusts the emulator's CA
-}
-
-// StartArrayEmulator runs `pure1-emulator array` on a free port and reads the
-// CA and API token it writes. t.Cleanup stops it.
-func StartArrayEmulator(t testing.TB, extraArgs ...string) *ArrayEmulator {
-	t.Helper()
-	dir := t.TempDir()
-	addrFile, caFile, tokenFile := filepath.Join(dir, "addr"), filepath.Join(dir, "ca.pem"), filepath.Join(dir, "api-token")
-	args := append([]string{BinPath(t, "pure1-emulator"), "array", "-listen", "127.0.0.1:0", "-addr-file", addrFile,
-		"-ca-file", caFile, "-api-token-file", tokenFile, "-users", "pureuser,ops"}, extraArgs...)
-	p := startProcess(t, "pure1-emulator-array", args, nil, filepath.Join(dir, "array.log"))
-	raw := waitForFile(t, p, addrFile, 30*time.Second, func(s string) bool {
-		u, err := url.Parse(strings.TrimSpace(s))
-		return err == nil && u.Scheme == "https" && u.Port() != ""
-	})
-	ca, err := os.ReadFile(caFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, err := os.ReadFile(tokenFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(ca) {
-		t.Fatalf("the array emulator's CA file holds no certificate:\n%s", ca)
-	}
-	return &ArrayEmulator{
-		URL: strings.TrimSpace(raw), CAPEM: string(ca), APIToken: strings.TrimSpace(string(tok)), proc: p,
-		client: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}},
-	}
-}
-
-// get is GET path with a header, decoding the JSON answer.
-func (a *ArrayEmulator) get(path, header, value string) (int, map[string]any, error) {
-	req, err := http.NewRequest(http.MethodGet, a.URL+path, nil)
-	if err != nil {
-		return 0, nil, err
-	}
-	req.Header.Set(header, value)
-	resp, err := a.client.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	var m map[string]any
-	_ = json.Unmarshal(raw, &m)
-	return resp.StatusCode, m, nil
-}
-
-// Arrays is GET /api/2.x/arrays with an access token: 200 when it works.
-func (a *ArrayEmulator) Arrays(accessToken string) (int, error) {
-	status, _, err := a.get("/api/"+arrayemu.APIVersion+"/arrays", "Authorization", "Bearer "+accessToken)
-	return status, err
-}
-
-// Clients lists the API clients on the array, as "name" or "name (disabled)",
-// through the array's own REST API (login with the API token).
-func (a *ArrayEmulator) Clients(t testing.TB) []string {
-	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, a.URL+"/api/"+arrayemu.APIVersion+"/login", nil)
-	req.Header.Set("api-token", a.APIToken)
-	resp, err := a.client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	status, body, err := a.get("/api/"+arrayemu.APIVersion+"/api-clients", "x-auth-token", resp.Header.Get("x-auth-token"))
-	if err != nil || status != 200 {
-		t.Fatalf("listing API clients: %d %v %v", status, body, err)
-	}
-	var out []string
-	items, _ := body["items"].([]any)
-	for _, it := range items {
-		m := it.(map[string]any)
-		n := m["name"].(string)
-		if m["enabled"] != true {
-			n += " (disabled)"
-		}
-		out = append(out, n)
-	}
-	sort.Strings(out)
-	return out
-}
 
 // arrayConfig is a managed FlashArray config for e.
 func arrayConfig(e *ArrayEmulator) map[string]any {
