@@ -74,7 +74,9 @@ type Fault struct {
 	// Count is how many requests the fault applies to; 0 means 1.
 	Count int `json:"count,omitempty"`
 	// After lets this many requests of the step through before the fault
-	// applies (to fail the second create, not the first).
+	// applies (to fail the second create, not the first). Only requests
+	// that reach this fault count: one taken by an earlier fault of the
+	// same step does not.
 	After int `json:"after,omitempty"`
 }
 
