@@ -51,7 +51,11 @@ func (s *Server) query(w http.ResponseWriter, r *http.Request, allowed ...string
 			writeErrors(w, http.StatusBadRequest, k, fmt.Sprintf("Query parameter %s is not implemented by the emulator.", k))
 			return nil, false
 		default:
-			writeErrors(w, http.StatusBadRequest, k, fmt.Sprintf("Unknown query parameter %s: %s %s takes %s.", k, r.Method, r.URL.Path, strings.Join(allowed, ", ")))
+			takes := "no query parameters"
+			if len(allowed) > 0 {
+				takes = strings.Join(allowed, ", ")
+			}
+			writeErrors(w, http.StatusBadRequest, k, fmt.Sprintf("Unknown query parameter %s: %s %s takes %s.", k, r.Method, r.URL.Path, takes))
 			return nil, false
 		}
 	}

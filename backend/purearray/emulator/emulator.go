@@ -142,8 +142,7 @@ type Stats struct {
 
 // session is one login.
 type session struct {
-	user   string
-	opened time.Time
+	user string
 }
 
 // Server is one emulated array.

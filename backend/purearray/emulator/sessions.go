@@ -38,7 +38,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	}
 	sessionToken := randomHex(24)
 	s.mu.Lock()
-	s.sessions[sessionToken] = session{user: adminUser, opened: s.opts.Now()}
+	s.sessions[sessionToken] = session{user: adminUser}
 	s.stats.SessionsOpened++
 	s.mu.Unlock()
 	w.Header().Set(headerAuthToken, sessionToken)

@@ -106,7 +106,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 
 // accessClaims are what the emulator reads back from its access tokens.
 type accessClaims struct {
-	sub, maxRole, client string
+	sub, maxRole string
 }
 
 // validAccessToken accepts a live access token of an enabled client that
@@ -130,7 +130,7 @@ func (s *Server) validAccessToken(raw string) (accessClaims, error) {
 	if !ok || c.ID != aud || !c.Enabled {
 		return accessClaims{}, errors.New("the token's API client is gone or disabled")
 	}
-	return accessClaims{sub: sub, maxRole: c.MaxRole, client: name}, nil
+	return accessClaims{sub: sub, maxRole: c.MaxRole}, nil
 }
 
 // arrays is GET arrays, for a session or an access token: the kind's
