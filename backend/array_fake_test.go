@@ -44,6 +44,8 @@ type fakeArray struct {
 	// sessions is the number of admin sessions open now; logins counts
 	// every login.
 	sessions, logins int
+	// gate, when set, holds every exchange until it receives (or closes).
+	gate chan struct{}
 }
 
 type fakeClient struct {
@@ -96,7 +98,17 @@ func (f *fakeArray) failing(step string) error {
 	return nil
 }
 
-func (f *fakeArray) Exchange(_ context.Context, tokenURL, subjectJWT string) (*pure1.AccessToken, error) {
+func (f *fakeArray) Exchange(ctx context.Context, tokenURL, subjectJWT string) (*pure1.AccessToken, error) {
+	f.mu.Lock()
+	gate := f.gate
+	f.mu.Unlock()
+	if gate != nil {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.exchanges++
@@ -319,7 +331,9 @@ func newArrayEnv(t testing.TB, opts envOptions) (*testEnv, *fakeArray) {
 		opts.clock = newClock(testEpoch)
 	}
 	fa := newFakeArray(opts.clock.Now)
-	env := newTestEnvWith(t, opts, func(o *Options) { o.DialArray = fa.dial })
+	// The arrays of these tests are on loopback, as the registrar allows
+	// with PURE1_ALLOWED_TOKEN_HOSTS=loopback.
+	env := newTestEnvWith(t, opts, func(o *Options) { o.DialArray = fa.dial; o.Hosts = o.Hosts.WithLoopback() })
 	var mu sync.Mutex
 	next := 0
 	env.b.generateKey = func(int) (*pure1.Key, error) {

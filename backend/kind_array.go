@@ -827,8 +827,6 @@ func (k arrayKind) rotate(ctx context.Context, b *backend, req *logical.Request,
 	case e.Managed != nil && (len(arrayFields) > 0 || r.hasVerify):
 		return logical.ErrorResponse("config %q has an API client Vault registered itself: a rotation makes, verifies and switches to the new client on its own; "+
 			"write vault write -f %sconfig/%s/rotate (optionally with private_key=@new.pem or key_bits)", name, req.MountPoint, name), nil
-	case e.Managed != nil && r.hasRetire && !bringsKey:
-		return b.retirePrevious(ctx, req, name, e)
 	case e.Managed != nil:
 		return b.rotateManaged(ctx, req, name, r.keys, r.hasRetire)
 	case r.hasRetire:

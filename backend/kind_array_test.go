@@ -123,12 +123,15 @@ func TestArrayManagedRotation(t *testing.T) {
 	env.clock.Add(time.Minute)
 	resp := env.mustWrite("config/fa/rotate", map[string]interface{}{})
 	newName := "vault-fa-" + strconv.FormatInt(env.clock.Now().Unix(), 10)
-	if got := fa.clientNames(); !reflect.DeepEqual(got, []string{newName}) {
-		t.Fatalf("clients after the rotation = %v, want only %s", got, newName)
+	// The old client issued the token readers hold: it stays until that
+	// (and every credential it issued) has expired.
+	if got := fa.clientNames(); !reflect.DeepEqual(got, []string{"vault-fa", newName}) {
+		t.Fatalf("clients after the rotation = %v, want the old one still beside %s", got, newName)
 	}
 	for k, want := range map[string]interface{}{
 		fieldAPIClientName: newName, fieldClientID: "client-2", fieldKeyID: "key-2", fieldVerified: true,
-		fieldPreviousClientID: "client-1", fieldPreviousAPIClientName: "vault-fa", fieldPreviousClientDeleted: true,
+		fieldPreviousClientID: "client-1", fieldPreviousAPIClientName: "vault-fa", fieldPreviousClientDeleted: false,
+		fieldPreviousRetireAt: formatTime(env.clock.Now().Add(defaultArrayTokenTTL + time.Minute)),
 	} {
 		if !reflect.DeepEqual(resp.Data[k], want) {
 			t.Errorf("%s = %#v, want %#v", k, resp.Data[k], want)
@@ -137,6 +140,10 @@ func TestArrayManagedRotation(t *testing.T) {
 	after := dataString(t, env.mustRead("creds/r"), fieldAccessToken)
 	if after == before || !strings.Contains(after, newName) {
 		t.Errorf("creds after the rotation = %q, want a token of %s (the shared token of the old client must not be reused)", after, newName)
+	}
+	env.drain(t, defaultArrayTokenTTL+time.Minute)
+	if got := fa.clientNames(); !reflect.DeepEqual(got, []string{newName}) {
+		t.Fatalf("clients once the old client's tokens expired = %v, want only %s", got, newName)
 	}
 	if got := env.mustRead("config/fa").Data[fieldPreviousClientDeleted]; got != true {
 		t.Errorf("the stored config says previous_api_client_deleted=%v", got)
@@ -180,8 +187,8 @@ func TestArrayManagedRotationFailures(t *testing.T) {
 		env.mustWrite("config/fa", managedArrayConfig(nil))
 		env.clock.Add(time.Minute)
 		fa.setFail("delete", errFakeStep)
-		resp := env.mustWrite("config/fa/rotate", map[string]interface{}{})
-		if !strings.Contains(strings.Join(resp.Warnings, " "), `the previous API client "vault-fa" could not be deleted`) {
+		resp := env.mustWrite("config/fa/rotate", map[string]interface{}{fieldRetirePrevious: "now"})
+		if !strings.Contains(strings.Join(resp.Warnings, " "), `the array did not take every delete yet (vault-fa (retired: `) {
 			t.Errorf("no warning about the old client: %v", resp.Warnings)
 		}
 		if got := env.mustRead("config/fa").Data[fieldPreviousClientDeleted]; got != false {
@@ -376,13 +383,14 @@ func TestArrayScheduledRotation(t *testing.T) {
 
 	env.clock.Add(configRotationRetry / 2)
 	next := step()
-	want := "[vault-fa-" + strconv.FormatInt(env.clock.Now().Unix(), 10) + "]"
+	want := "[vault-fa vault-fa-" + strconv.FormatInt(env.clock.Now().Unix(), 10) + "]"
 	if clients() != want {
-		t.Fatalf("after the scheduled rotation: clients %s, want %s", clients(), want)
+		t.Fatalf("after the scheduled rotation: clients %s, want %s (the old one until its tokens expire)", clients(), want)
 	}
 	if !next.Equal(env.clock.Now().Add(24 * time.Hour)) {
 		t.Errorf("next rotation %v, want a day after this one", next)
 	}
+	env.drain(t, defaultArrayTokenTTL+time.Minute)
 	if got := env.mustRead("config/fa").Data[fieldPreviousClientDeleted]; got != true {
 		t.Errorf("previous_api_client_deleted = %v", got)
 	}

@@ -260,8 +260,11 @@ func (b *backend) rotateManagedConfig(ctx context.Context, s logical.Storage, mo
 		warnings = append(warnings, fmt.Sprintf("the previous API client %q could not be put on the delete list (%v): delete it on the array after %s",
 			old.Managed.Name, err, formatTime(retireAt)))
 	} else if retireNow {
+		if err := b.retireAllNow(ctx, s, name); err != nil {
+			return nil, true, err
+		}
 		b.drainNow(ctx, s, name)
-		warnings = append(warnings, b.retireNowWarning(ctx, s, name, old.Managed.Name))
+		warnings = append(warnings, b.retireNowWarning(ctx, s, name))
 		if cur, err := b.getConfig(ctx, s, name); err == nil && cur != nil {
 			c = cur
 		}
@@ -279,39 +282,34 @@ func (b *backend) rotateManagedConfig(ctx context.Context, s logical.Storage, mo
 	return resp, true, nil
 }
 
-// retireNowWarning says what cutting a client off broke, and whether it is
-// gone yet.
-func (b *backend) retireNowWarning(ctx context.Context, s logical.Storage, name, client string) string {
-	msg := fmt.Sprintf("API client %q was retired at once: leases, static tokens and access tokens it issued stop working at the array now", client)
-	if p, err := b.pendingDeletions(ctx, s, name); err == nil {
-		for _, d := range p {
-			if d["api_client"] == client {
-				return msg + fmt.Sprintf("; the array did not take the delete yet (%v): Vault retries it (vault read the config's pending_deletions)", d["last_error"])
-			}
-		}
-	}
-	return msg + "; it is deleted on the array"
-}
-
-// retirePrevious cuts off config name's previous client at once.
-func (b *backend) retirePrevious(ctx context.Context, req *logical.Request, name string, e *configEntry) (*logical.Response, error) {
-	p := e.Previous
-	if e.Managed == nil || p == nil || p.ClientName == "" || p.Deleted {
-		return logical.ErrorResponse("config %q has no previous API client waiting to be retired: nothing to cut off", name), nil
+// retireAllNow makes every retired client of config name that still waits
+// on the delete list due now: a key that leaked may be any earlier one.
+func (b *backend) retireAllNow(ctx context.Context, s logical.Storage, name string) error {
+	entries, err := b.cleanupEntries(ctx, s)
+	if err != nil {
+		return err
 	}
 	now := b.now().UTC()
-	retire := newCleanup(name, e, p.ClientName, p.AppID, p.Fingerprint, cleanupRetired, now, now)
-	if err := b.queueCleanup(ctx, req.Storage, retire); err != nil {
-		return nil, err
+	var due []*cleanupEntry
+	for _, c := range entries {
+		if c.Config == name && c.Reason == cleanupRetired && c.NotBefore.After(now) {
+			cut := *c
+			cut.NotBefore = now
+			due = append(due, &cut)
+		}
 	}
-	b.drainNow(ctx, req.Storage, name)
-	c, err := b.getConfig(ctx, req.Storage, name)
-	if err != nil || c == nil {
-		return nil, err
+	return b.queueCleanup(ctx, s, due...)
+}
+
+// retireNowWarning says what cutting the earlier clients off broke, and
+// whether they are gone yet.
+func (b *backend) retireNowWarning(ctx context.Context, s logical.Storage, name string) string {
+	msg := "every earlier API client of this config was retired at once: leases, static tokens and access tokens they issued stop working at the array now"
+	p, err := b.pendingDeletions(ctx, s, name)
+	if err != nil || len(p) == 0 {
+		return msg + "; they are deleted on the array"
 	}
-	resp := &logical.Response{Data: c.responseData()}
-	resp.AddWarning(b.retireNowWarning(ctx, req.Storage, name, p.ClientName))
-	return resp, nil
+	return msg + fmt.Sprintf("; the array did not take every delete yet (%s): Vault retries them (vault read the config's pending_deletions)", pendingSummary(p))
 }
 
 // longestCredential is how long a credential of config name's active client

@@ -54,9 +54,9 @@ vault write -f pure1/config/NAME/rotate makes a new key and API client, enables
 and verifies it and switches to it; any failure before the switch leaves the
 working client in place. The old client stays enabled until the longest
 credential it issued has expired (previous_retire_at), then Vault deletes it at
-the array. For a compromised key, retire_previous=now (with the rotation, or
-alone afterwards) cuts it off at once: its leases and static tokens stop
-working.
+the array. For a key that leaked, vault write pure1/config/NAME/rotate
+retire_previous=now rotates and cuts every earlier client off at once: their
+leases and static tokens stop working.
 `
 )
 
@@ -113,8 +113,8 @@ func pathRotate(b *backend) []*framework.Path {
 			},
 			fieldRetirePrevious: {
 				Type: framework.TypeString,
-				Description: "Arrays, managed registration: now cuts the previous API client off at once instead of when the credentials it issued expire " +
-					"(for a compromised key): with a rotation, the client it replaces; alone, the previous client still waiting. Its leases and static tokens stop working.",
+				Description: "Arrays, managed registration: now rotates and cuts every earlier API client of the config off at once, instead of when the " +
+					"credentials each issued expire (for a key that leaked). Their leases and static tokens stop working.",
 				AllowedValues: []interface{}{"now"},
 			},
 			fieldVerify: {

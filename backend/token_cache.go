@@ -111,6 +111,13 @@ type flight struct {
 	cancel  context.CancelFunc
 }
 
+// inFlight counts the exchanges running now.
+func (g *flightGroup) inFlight() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.m)
+}
+
 func newFlightGroup(base context.Context) *flightGroup {
 	return &flightGroup{base: base, m: make(map[string]*flight)}
 }
