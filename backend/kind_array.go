@@ -121,7 +121,9 @@ func (k arrayKind) target(b *backend, c *config, sub string) (upstream, error) {
 // array.
 func arrayUpstream(arr purearray.Array, e *configEntry, clientID string, sign func(time.Time, time.Duration, string) (string, time.Time, error), sub string) upstream {
 	return upstream{ex: arr, tokenURL: purearray.TokenURL(e.ArrayURL), clientID: clientID, upstream: "array", idKey: "client_id",
-		sign: func(now time.Time, life time.Duration, _ string) (string, time.Time, error) { return sign(now, life, sub) }}
+		sign: func(now time.Time, life time.Duration, _ string) (string, time.Time, error) {
+			return sign(now, life, sub)
+		}}
 }
 
 func (k arrayKind) checkUser(configName, username string) string {

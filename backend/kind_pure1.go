@@ -188,7 +188,7 @@ func (pure1Kind) rotate(ctx context.Context, b *backend, req *logical.Request, r
 		return logical.ErrorResponse("%s applies to array configs; config %q is a Pure1 application: promote with app_id", strings.Join(bad, ", "), name), nil
 	}
 	if r.hasRetire {
-		return logical.ErrorResponse("retire_previous applies to array API clients Vault registered; Pure1 has no API to delete an application: "+
+		return logical.ErrorResponse("retire_previous applies to array API clients Vault registered; Pure1 has no API to delete an application: " +
 			"delete the previous application in Pure1 (Administration > API Registration) once its tokens have expired"), nil
 	}
 	bringsKey := r.keys.hasKey || r.keys.generate
