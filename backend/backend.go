@@ -74,6 +74,9 @@ type backend struct {
 	exchanger pure1.Exchanger
 	hosts     pure1.HostPolicy
 	now       func() time.Time
+	// started is when this plugin process set the mount up: a registration
+	// journal from before it belongs to a process that is gone.
+	started time.Time
 
 	// ctx lives as long as the mount: Clean cancels it, which ends every
 	// exchange in flight and whatever else runs in the background.
@@ -150,6 +153,7 @@ func newBackend(opts Options) *backend {
 	if b.now == nil {
 		b.now = time.Now
 	}
+	b.started = b.now()
 	b.Backend = &framework.Backend{
 		Help:        strings.TrimSpace(backendHelp),
 		BackendType: logical.TypeLogical,
@@ -164,6 +168,7 @@ func newBackend(opts Options) *backend {
 			pathConfig(b),
 			pathRotate(b),
 			pathCheck(b),
+			pathTidy(b),
 			pathRoles(b),
 			pathCreds(b),
 			pathStaticRoles(b),

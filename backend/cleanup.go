@@ -33,9 +33,11 @@ const (
 )
 
 const (
-	// registrationGrace is how long a registration's journal entry waits
-	// before the loop treats it as abandoned (a crash between create and
-	// store): longer than any registration runs.
+	// registrationGrace is how long a registration's journal entry, written
+	// by a registration this process does not run, waits before the loop
+	// treats it as abandoned: longer than any registration runs, for one
+	// that another node ran before a failover. An entry from before this
+	// process started (a crash, a plugin restart) is abandoned at once.
 	registrationGrace = 5 * time.Minute
 	// cleanupFirstRetry doubles with every failed attempt, up to
 	// cleanupMaxRetry: an array that is down is not hammered.
@@ -85,11 +87,26 @@ func newCleanup(config string, e *configEntry, client, clientID, fingerprint, re
 // ':' (GenericNameRegex, the arrays' name rules).
 func (c *cleanupEntry) storageKey() string { return cleanupStoragePrefix + c.Config + ":" + c.Client }
 
-func (c *cleanupEntry) due(now time.Time) time.Time {
-	if c.NextTry.After(c.NotBefore) {
-		return c.NextTry
+// neverDue is the due time of what may not be tried at all.
+var neverDue = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// due is when the loop may try c: after its NotBefore (a journal entry
+// that no registration of this process runs and that predates it: at once)
+// and its backoff (unless force, an operator's tidy).
+func (b *backend) due(c *cleanupEntry, force bool) time.Time {
+	at := c.NotBefore
+	if c.Reason == cleanupRegistration {
+		if _, running := b.cleanup.registering.Load(c.storageKey()); running {
+			return neverDue // while it runs
+		}
+		if !c.CreatedAt.After(b.started) {
+			at = c.CreatedAt
+		}
 	}
-	return c.NotBefore
+	if !force && c.NextTry.After(at) {
+		at = c.NextTry
+	}
+	return at
 }
 
 // cleanupList is the node's view of the list: cached like configs, dropped
@@ -100,6 +117,9 @@ type cleanupList struct {
 	entries []*cleanupEntry // nil: not loaded
 	// drain serialises drains (the loop's and a request's inline one).
 	drain sync.Mutex
+	// registering holds the journal keys of the registrations this
+	// process runs now: their entries are never due.
+	registering sync.Map
 }
 
 func (l *cleanupList) drop() {
@@ -164,6 +184,11 @@ func (b *backend) removeCleanup(ctx context.Context, s logical.Storage, c *clean
 // is due (zero: none). It runs on the node that may write: the background
 // loop, and a request that wants its clients gone now (config, when not "").
 func (b *backend) drainCleanup(ctx context.Context, s logical.Storage, config string) time.Time {
+	return b.drain(ctx, s, config, false)
+}
+
+// drain is drainCleanup; force tries entries in backoff too (tidy).
+func (b *backend) drain(ctx context.Context, s logical.Storage, config string, force bool) time.Time {
 	if !b.mayWrite() {
 		return time.Time{}
 	}
@@ -184,7 +209,7 @@ func (b *backend) drainCleanup(ctx context.Context, s logical.Storage, config st
 		if config != "" && c.Config != config {
 			continue
 		}
-		if due := c.due(b.now()); b.now().Before(due) {
+		if due := b.due(c, force); b.now().Before(due) {
 			if next.IsZero() || due.Before(next) {
 				next = due
 			}
@@ -298,11 +323,15 @@ func (b *backend) withArrayAdmin(ctx context.Context, e *configEntry, token stri
 // for a request that wants its clients gone now. Whatever fails stays on the
 // list for the loop.
 func (b *backend) drainNow(ctx context.Context, s logical.Storage, config string) {
+	b.drainBounded(ctx, s, config, false)
+}
+
+func (b *backend) drainBounded(ctx context.Context, s logical.Storage, config string, force bool) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), inlineCleanupTimeout)
 	defer cancel()
 	stop := context.AfterFunc(b.ctx, cancel) // an unmount ends it too
 	defer stop()
-	b.drainCleanup(ctx, s, config)
+	b.drain(ctx, s, config, force)
 }
 
 // pendingDeletions describes config's entries for reads; nil when none.
@@ -319,8 +348,11 @@ func (b *backend) pendingDeletions(ctx context.Context, s logical.Storage, confi
 		d := map[string]interface{}{
 			"api_client": c.Client,
 			"reason":     c.Reason,
-			"due":        formatTime(c.due(b.now())),
+			"due":        formatTime(b.due(c, false)),
 			"attempts":   c.Attempts,
+		}
+		if d["due"] == formatTime(neverDue) {
+			d["due"] = "" // a registration of this process, under way
 		}
 		if c.LastError != "" {
 			d["last_error"] = c.LastError

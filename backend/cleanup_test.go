@@ -286,8 +286,9 @@ func (f *failConfigPut) Put(ctx context.Context, e *logical.StorageEntry) error 
 }
 
 // A plugin that dies between creating a client and storing it leaves a
-// journal entry: a restarted plugin's loop deletes the client after the
-// grace, and a new write meanwhile takes the name over from the leftover.
+// journal entry: the restarted plugin's loop deletes the client at once (its
+// registration is gone with the process), and a new write before the loop
+// takes the name over from the leftover.
 func TestArrayCrashBetweenRegisterAndStore(t *testing.T) {
 	for _, retryFirst := range []bool{false, true} {
 		t.Run(fmt.Sprintf("write again before the loop=%v", retryFirst), func(t *testing.T) {
@@ -303,28 +304,68 @@ func TestArrayCrashBetweenRegisterAndStore(t *testing.T) {
 			if _, err := env.b.registerManaged(env.ctx, env.storage, "fa", &e, key, "vault-fa"); err != nil {
 				t.Fatal(err)
 			}
+			// While the registration runs in this process, its loop leaves it.
+			env.drain(t, 0)
 			if got := fa.clientNames(); !reflect.DeepEqual(got, []string{"vault-fa"}) {
-				t.Fatalf("clients after the crash = %v", got)
+				t.Fatalf("clients while the registration runs = %v", got)
 			}
 			// The restarted plugin: a new backend on the same storage.
 			env2 := env.restart(t, fa)
 			if retryFirst {
 				env2.mustWrite("config/fa", w)
 			} else {
-				env2.drain(t, registrationGrace-time.Second)
-				if got := fa.clientNames(); len(got) != 1 {
-					t.Fatalf("the loop deleted the client within the grace: %v", got)
-				}
-				env2.drain(t, 2*time.Second)
+				env2.drain(t, 0)
 				if got := fa.clientNames(); len(got) != 0 {
-					t.Fatalf("the orphan outlived the grace: %v", got)
+					t.Fatalf("the orphan outlived the restart's first loop: %v", got)
 				}
 				env2.mustWrite("config/fa", w)
 			}
-			env2.drain(t, registrationGrace+time.Minute)
+			env2.drain(t, 0)
 			assertArrayClean(t, env2, fa, "fa")
 		})
 	}
+}
+
+// A journal entry written after this process started by a registration it
+// does not run (another node's, before a failover) waits out the grace.
+func TestArrayForeignJournalWaitsGrace(t *testing.T) {
+	env, fa := newArrayEnv(t, envOptions{})
+	env.clock.Add(time.Minute)
+	e := configEntry{Kind: "flasharray", ArrayURL: testArrayURL, Username: "pureuser",
+		Managed: &managedClient{AdminAPIToken: fakeAdminToken, BaseName: "vault-fa", MaxRole: "readonly"}, Issuer: "vault-fa"}
+	key, err := env.b.generateKey(2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.b.registerManaged(env.ctx, env.storage, "fa", &e, key, "vault-fa"); err != nil {
+		t.Fatal(err)
+	}
+	env.b.cleanup.registering.Clear() // as if another node ran it
+	env.drain(t, registrationGrace-time.Second)
+	if got := fa.clientNames(); len(got) != 1 {
+		t.Fatalf("deleted within the grace: %v", got)
+	}
+	env.drain(t, time.Second)
+	assertArrayClean(t, env, fa)
+}
+
+// tidy tries the config's entries now, backoff or not, even of a deleted
+// config, and shows what still waits.
+func TestArrayTidy(t *testing.T) {
+	env, fa := newArrayEnv(t, envOptions{})
+	env.mustWrite("config/fa", managedArrayConfig(nil))
+	fa.setFail("delete", errFakeDropped)
+	env.mustDelete("config/fa")
+	resp := env.mustWrite("config/fa/tidy", nil)
+	if p := resp.Data[fieldPendingDeletions].([]map[string]interface{}); len(p) != 1 || p[0]["attempts"] != 2 {
+		t.Fatalf("pending after a failed tidy = %v", p)
+	}
+	fa.setFail("delete", nil)
+	resp = env.mustWrite("config/fa/tidy", nil)
+	if p := resp.Data[fieldPendingDeletions].([]map[string]interface{}); len(p) != 0 {
+		t.Fatalf("pending after tidy = %v", p)
+	}
+	assertArrayClean(t, env, fa)
 }
 
 // A name held by a client Vault did not make is never deleted.

@@ -49,7 +49,9 @@ func (b *backend) registerManaged(ctx context.Context, s logical.Storage, config
 	}
 	now := b.now()
 	journal := newCleanup(config, e, name, "", key.Fingerprint(), cleanupRegistration, now, now.Add(registrationGrace))
+	b.cleanup.registering.Store(journal.storageKey(), true)
 	if err := b.queueCleanup(ctx, s, journal); err != nil {
+		b.cleanup.registering.Delete(journal.storageKey())
 		return nil, err
 	}
 	var client *purearray.APIClient
@@ -111,6 +113,7 @@ func nothingCreated(err error) bool {
 // settleJournal ends a registration's journal entry: removed when nothing is
 // left on the array, else due at once so that the loop deletes what is.
 func (b *backend) settleJournal(ctx context.Context, s logical.Storage, journal *cleanupEntry, clean bool) {
+	defer b.cleanup.registering.Delete(journal.storageKey())
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), undoTimeout)
 	defer cancel()
 	var err error
@@ -151,12 +154,7 @@ func (b *backend) undoRegistration(ctx context.Context, s logical.Storage, name 
 		b.registrationStored(ctx, s, reg)
 		return
 	}
-	j := *reg.journal
-	j.NotBefore = b.now().UTC()
-	if err := b.queueCleanup(ctx, s, &j); err != nil {
-		b.Logger().Warn("queueing an unstored API client for deletion failed; the loop finds it after its grace", "api_client", reg.client.Name, "error", err)
-		return
-	}
+	b.settleJournal(ctx, s, reg.journal, false)
 	b.drainCleanup(ctx, s, name)
 }
 
