@@ -172,6 +172,9 @@ func TestReadme(t *testing.T) {
 		}
 	})
 
+	if t.Failed() {
+		return // a failed step left its commands unrun; that is reported above
+	}
 	var notRun []string
 	for _, c := range cmds {
 		if !ran[c] {
