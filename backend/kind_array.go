@@ -62,7 +62,7 @@ const (
 	// client asks for none (Pure's API client models: 86400000 ms).
 	defaultArrayTokenTTL = 24 * time.Hour
 	// maxClientNameBytes leaves room for the suffix a rotation adds.
-	maxClientNameBytes = 40
+	maxClientNameBytes = purearray.MaxBaseName
 )
 
 // managedClient is the API client Vault registered itself, with the array
@@ -228,7 +228,7 @@ func arrayConfigFields() map[string]*framework.FieldSchema {
 		},
 		fieldAPIClientName: {
 			Type:        framework.TypeString,
-			Description: fmt.Sprintf("Arrays, managed registration: name of the API client Vault creates (default vault-<config name>, at most %d characters); rotations add -<unix time>.", maxClientNameBytes),
+			Description: fmt.Sprintf("Arrays, managed registration: name of the API client Vault creates (default vault-<config name> on a FlashArray, vault_<config name> on a FlashBlade, at most %d characters); rotations add -<unix time> (_<unix time> on a FlashBlade).", maxClientNameBytes),
 		},
 		fieldMaxRole: {
 			Type:        framework.TypeString,

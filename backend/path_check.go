@@ -194,7 +194,7 @@ func checkResponse(data map[string]interface{}, cached bool) *logical.Response {
 	d[fieldCached] = cached
 	resp := &logical.Response{Data: d}
 	if d[fieldCheckOK] != true {
-		resp.AddWarning(fmt.Sprintf("no token was issued: %v", d[fieldCheckAdvice]))
+		resp.AddWarning(fmt.Sprintf("the %s did not issue a token: %v", d[fieldKind], d[fieldCheckAdvice]))
 	}
 	return resp
 }

@@ -249,7 +249,7 @@ func TestMetricsMove(t *testing.T) {
 			want: map[series]float64{retryAfter: 0, remaining: 0, exchanges("unavailable"): 1, exchanges("ok"): 1},
 		},
 		{
-			name: "a deleted config's rate limit values go",
+			name: "a deleted config's series go, its counters too",
 			do: func(t *testing.T, e *testEnv, te *testEmulator) {
 				te.emu.InjectFaults(emulator.Fault{Kind: emulator.FaultStatus, Status: 429, RetryAfter: "30"})
 				expectReadFails(t, e, "creds/at")
@@ -257,7 +257,7 @@ func TestMetricsMove(t *testing.T) {
 				e.mustDelete("roles/jwt")
 				e.mustDelete("config/a")
 			},
-			want: map[series]float64{retryAfter: -1, remaining: -1, pending: -1, exchanges("unavailable"): 1},
+			want: map[series]float64{retryAfter: -1, remaining: -1, pending: -1, exchanges("unavailable"): -1},
 		},
 		{
 			name: "a shared token reused",
@@ -304,7 +304,7 @@ func TestMetricsRateLimitRemaining(t *testing.T) {
 	srv := httptest.NewServer(emu.Handler())
 	t.Cleanup(srv.Close)
 	te := &testEmulator{emu: emu, srv: srv, tokenURL: srv.URL + emulator.TokenPath,
-		exchanger: pure1.NewHTTPExchanger(pure1.HTTPExchangerOptions{Client: srv.Client(), Now: clock.Now, Retry: testRetry})}
+		exchanger: pure1.NewHTTPExchanger(pure1.HTTPExchangerOptions{Client: srv.Client(), Now: clock.Now, Retry: testRetry, Hosts: loopbackHosts})}
 	e := newTestEnv(t, envOptions{exchanger: te.exchanger, clock: clock})
 	e.emulatorConfig(te, "a", keyA())
 	e.mustWrite("roles/at", map[string]interface{}{"config": "a"})
@@ -621,8 +621,8 @@ func TestMetricsHelp(t *testing.T) {
 			t.Errorf("OpenAPI lacks %s", want)
 		}
 	}
-	if len(e.b.metrics.series) != 15 {
-		t.Errorf("%d series declared, want the 15 of docs/metrics-and-alerts.md", len(e.b.metrics.series))
+	if len(e.b.metrics.series) != 19 {
+		t.Errorf("%d series declared, want the 19 of docs/metrics-and-alerts.md", len(e.b.metrics.series))
 	}
 	readme, err := os.ReadFile("../docs/metrics-and-alerts.md")
 	if err != nil {

@@ -3,166 +3,252 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	arrayemu "github.com/pure1vault/vault-plugin-secrets-pure1/backend/purearray/emulator"
 )
 
-// arrayConfig is a managed FlashArray config for e.
+// arrayKinds are the kinds every array test runs on.
+var arrayKinds = []string{arrayemu.FlashArray, arrayemu.FlashBlade}
+
+// arrayConfig is a managed config of e's kind, without api_client_name: the
+// kind's default name (vault-<config>, vault_<config> on a FlashBlade).
 func arrayConfig(e *ArrayEmulator) map[string]any {
 	return map[string]any{
-		"kind": "flasharray", "array_url": e.URL, "ca_cert": e.CAPEM, "username": "pureuser",
+		"kind": e.Kind, "array_url": e.URL, "ca_cert": e.CAPEM, "username": "pureuser",
 		"admin_api_token": e.APIToken, "max_role": "readonly", "access_token_ttl": "1h",
 	}
 }
 
-// TestArrayManaged registers Vault's own API client on an emulated FlashArray
-// over TLS, issues leased and static access tokens that work on the array's
-// /api/2.x/arrays, and rotates the client with no person in the middle while
-// 8 readers read creds and static-creds over HTTP: no read may fail, every
-// read that starts after the rotation returned carries the new client, the
-// old client is gone from the array, and new tokens work there.
+// defaultClientName is the name Vault gives config's client on kind.
+func defaultClientName(kind, config string) string {
+	if kind == arrayemu.FlashBlade {
+		return "vault_" + strings.NewReplacer("-", "_", ".", "_").Replace(config)
+	}
+	return "vault-" + config
+}
+
+// sdkJudgement is what backend/e2e/testdata/sdk_array_vault.py saw.
+type sdkJudgement struct {
+	Kind       string `json:"kind"`
+	APIClients []struct {
+		Name        string `json:"name"`
+		Enabled     bool   `json:"enabled"`
+		MaxRole     string `json:"max_role"`
+		MaxRoleType string `json:"max_role_type"`
+	} `json:"api_clients"`
+	ArraysIDToken []string `json:"arrays_id_token"`
+	OpenSessions  int      `json:"open_sessions"`
+}
+
+// enabledClients are the clients the SDK saw enabled, sorted.
+func (j sdkJudgement) enabledClients() []string {
+	var out []string
+	for _, c := range j.APIClients {
+		if c.Enabled {
+			out = append(out, c.Name)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// judge runs Pure's SDK against e as an operator would, with jwt (a Vault
+// jwt role's credential, or "") as its id_token.
+func judge(t *testing.T, sdk string, e *ArrayEmulator, jwt string) sdkJudgement {
+	t.Helper()
+	var j sdkJudgement
+	RunArraySDK(t, sdk, "testdata/sdk_array_vault.py", append(e.SDKEnv(), "VAULT_JWT="+jwt)...).JSON(t, &j)
+	wantType := map[string]string{arrayemu.FlashArray: "str", arrayemu.FlashBlade: "FixedReference"}[e.Kind]
+	for _, c := range j.APIClients {
+		if c.MaxRoleType != wantType || c.MaxRole != "readonly" {
+			t.Errorf("Pure's %s SDK reads client %s's max_role as %s %q, want %s readonly", e.Kind, c.Name, c.MaxRoleType, c.MaxRole, wantType)
+		}
+	}
+	return j
+}
+
+// arrayReaders reads paths over HTTP with 8 readers until stopped, and
+// counts what failed.
+type arrayReaders struct {
+	mu     sync.Mutex
+	reads  int
+	failed []string
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+func startArrayReaders(t *testing.T, v *Vault, paths ...string) *arrayReaders {
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &arrayReaders{cancel: cancel}
+	for w := 0; w < 8; w++ {
+		r.wg.Add(1)
+		go func(w int) {
+			defer r.wg.Done()
+			for i := 0; ctx.Err() == nil; i++ {
+				p := paths[(w+i)%len(paths)]
+				status, body, err := v.Request(context.Background(), v.Token, "GET", Mount+"/"+p, nil)
+				fail := ""
+				switch {
+				case err != nil:
+					fail = err.Error()
+				case status != 200:
+					fail = fmt.Sprintf("HTTP %d %v", status, body)
+				case strings.Count(fmt.Sprint(jget(body, "data", "access_token")), ".") != 2:
+					fail = fmt.Sprintf("no access_token in %v", body)
+				}
+				r.mu.Lock()
+				r.reads++
+				if fail != "" {
+					r.failed = append(r.failed, p+": "+fail)
+				}
+				r.mu.Unlock()
+			}
+		}(w)
+	}
+	t.Cleanup(r.stop)
+	return r
+}
+
+func (r *arrayReaders) count() int { r.mu.Lock(); defer r.mu.Unlock(); return r.reads }
+
+// readOn waits until the readers made n more reads.
+func (r *arrayReaders) readOn(t *testing.T, n int) {
+	t.Helper()
+	target := r.count() + n
+	eventually(t, 60*time.Second, 5*time.Millisecond, "readers read on", func() (bool, string) {
+		return r.count() >= target, fmt.Sprintf("%d of %d reads", r.count(), target)
+	})
+}
+
+func (r *arrayReaders) stop() { r.cancel(); r.wg.Wait() }
+
+// result stops the readers and returns how many reads they made and which
+// failed.
+func (r *arrayReaders) result() (int, []string) {
+	r.stop()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.reads, r.failed
+}
+
+// TestArrayManaged, on an emulated FlashArray and FlashBlade over TLS, each
+// as strict as Pure's SDK: Vault registers its own API client (the kind's
+// default name and max_role form), issues leased and static tokens that work
+// on the array, and Pure's own SDK is the judge: (a) logged in with the
+// array's API token it sees Vault's client enabled with the kind's max_role
+// form; (b) a jwt role's JWT, as its id_token, lists arrays; (c) after a
+// rotation it sees the new client and the old one, which stays until its
+// retirement (here forced with retire_previous=now), then only the new one;
+// (d) no admin session is left open. 8 readers read through both rotations
+// with 0 failures.
 func TestArrayManaged(t *testing.T) {
 	requireE2E(t)
-	t.Parallel()
-	e := StartArrayEmulator(t, "-quiet", "-wrap-token")
+	sdk := installArraysSDK(t)
+	for _, kind := range arrayKinds {
+		t.Run(kind, func(t *testing.T) {
+			t.Parallel()
+			testArrayManaged(t, sdk, kind)
+		})
+	}
+}
+
+func testArrayManaged(t *testing.T, sdk, kind string) {
+	e := StartArrayEmulatorKind(t, kind, "-quiet")
 	v := StartVaultDevOpts(t, VaultOptions{LogLevel: "info"})
 
-	status, resp := v.HTTP(t, "POST", Mount+"/config/fa", arrayConfig(e))
+	status, resp := v.HTTP(t, "POST", Mount+"/config/arr", arrayConfig(e))
 	if status != 200 || jget(resp, "data", "managed") != true {
 		t.Fatalf("managed registration: HTTP %d %v", status, resp)
 	}
 	if strings.Contains(fmt.Sprint(resp), e.APIToken) {
 		t.Fatal("the config write's answer shows admin_api_token")
 	}
-	oldClient := jstr(t, resp, "data", "client_id")
-	if got := e.Clients(t); fmt.Sprint(got) != "[vault-fa]" {
-		t.Fatalf("clients on the array after registration: %v, want [vault-fa] enabled", got)
+	first := defaultClientName(kind, "arr")
+	if got := jget(resp, "data", "api_client_name"); got != first {
+		t.Fatalf("api_client_name = %v, want the %s default %s", got, kind, first)
 	}
-	read := v.MustCLIJSON(t, "read", "-format=json", Mount+"/config/fa")
+	read := v.MustCLIJSON(t, "read", "-format=json", Mount+"/config/arr")
 	if strings.Contains(fmt.Sprint(read), e.APIToken) || jget(read, "data", "admin_api_token_configured") != true {
 		t.Fatalf("config read shows the admin token or not that it is set: %v", read["data"])
 	}
 
-	v.MustCLI(t, "write", Mount+"/roles/fa-ops", "config=fa", "username=ops")
-	v.MustCLI(t, "write", Mount+"/roles/fa-shared", "config=fa", "username=pureuser", "reuse_access_token=true")
-	v.MustCLI(t, "write", Mount+"/static-roles/fa-fleet", "config=fa", "username=pureuser")
-	for _, p := range []string{"creds/fa-ops", "creds/fa-shared", "static-creds/fa-fleet"} {
-		c := v.MustCLIJSON(t, "read", "-format=json", Mount+"/"+p)
-		tok := jstr(t, c, "data", "access_token")
+	v.MustCLI(t, "write", Mount+"/roles/arr-jwt", "config=arr", "username=pureuser", "credential_type=jwt", "ttl=10m")
+	v.MustCLI(t, "write", Mount+"/roles/arr-ops", "config=arr", "username=ops")
+	v.MustCLI(t, "write", Mount+"/roles/arr-shared", "config=arr", "username=pureuser", "reuse_access_token=true")
+	v.MustCLI(t, "write", Mount+"/static-roles/arr-fleet", "config=arr", "username=pureuser")
+	paths := []string{"creds/arr-ops", "creds/arr-shared", "static-creds/arr-fleet"}
+	for _, p := range paths {
+		tok := jstr(t, v.MustCLIJSON(t, "read", "-format=json", Mount+"/"+p), "data", "access_token")
 		if st, err := e.Arrays(tok); err != nil || st != 200 {
-			t.Fatalf("%s: the token on /api/2.x/arrays: %d %v", p, st, err)
-		}
-		if p == "creds/fa-ops" {
-			if lease := jint(t, c, "lease_duration"); lease <= 0 || lease > 3600 {
-				t.Errorf("creds lease %d s, want within the token's hour", lease)
-			}
+			t.Fatalf("%s: the token on /api/%s/arrays: %d %v", p, e.Version(), st, err)
 		}
 	}
+	jwtOf := func() string { return v.MustCLI(t, "read", "-field=jwt", Mount+"/creds/arr-jwt") }
 
-	// ---- the readers --------------------------------------------------------------
-	type arrayRead struct {
-		start    time.Time
-		path     string
-		clientID string
-		err      string
+	// (a), (b), (d): Pure's SDK sees Vault's client as the kind shows it.
+	j := judge(t, sdk, e, jwtOf())
+	if got := j.enabledClients(); fmt.Sprint(got) != "["+first+"]" || len(j.APIClients) != 1 {
+		t.Fatalf("Pure's SDK sees clients %v, want only %s enabled", j.APIClients, first)
 	}
-	paths := []string{"creds/fa-ops", "creds/fa-shared", "static-creds/fa-fleet"}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var (
-		mu    sync.Mutex
-		reads []arrayRead
-		wg    sync.WaitGroup
-	)
-	count := func() int { mu.Lock(); defer mu.Unlock(); return len(reads) }
-	for r := 0; r < 8; r++ {
-		wg.Add(1)
-		go func(r int) {
-			defer wg.Done()
-			for i := 0; ctx.Err() == nil; i++ {
-				rd := arrayRead{start: time.Now(), path: paths[(r+i)%len(paths)]}
-				status, body, err := v.Request(context.Background(), v.Token, "GET", Mount+"/"+rd.path, nil)
-				switch {
-				case err != nil:
-					rd.err = err.Error()
-				case status != 200:
-					rd.err = fmt.Sprintf("HTTP %d %v", status, body)
-				default:
-					rd.clientID, _ = jget(body, "data", "app_id").(string)
-					if tok, _ := jget(body, "data", "access_token").(string); strings.Count(tok, ".") != 2 {
-						rd.err = fmt.Sprintf("no access_token in %v", body)
-					}
-				}
-				mu.Lock()
-				reads = append(reads, rd)
-				mu.Unlock()
-			}
-		}(r)
+	if len(j.ArraysIDToken) == 0 {
+		t.Errorf("Pure's SDK with Vault's JWT as id_token listed no arrays")
 	}
-	stopReaders := sync.OnceFunc(func() { cancel(); wg.Wait() })
-	defer stopReaders()
-	readOn := func(n int) {
-		target := count() + n
-		eventually(t, 60*time.Second, 5*time.Millisecond, "readers read on", func() (bool, string) {
-			return count() >= target, fmt.Sprintf("%d of %d reads", count(), target)
-		})
+	if j.OpenSessions != 0 {
+		t.Errorf("%d admin sessions open on the array after registration and the SDK's run", j.OpenSessions)
 	}
-	readOn(200)
 
-	// ---- the rotation: no person, one write -----------------------------------------
-	rotStart := time.Now()
-	status, resp = v.HTTP(t, "POST", Mount+"/config/fa/rotate", map[string]any{})
-	rotated := time.Now()
-	if status != 200 || jget(resp, "data", "verified") != true || jget(resp, "data", "previous_api_client_deleted") != true {
+	readers := startArrayReaders(t, v, paths...)
+	readers.readOn(t, 200)
+
+	// (c) A rotation: the new client issues at once, the old one stays
+	// enabled for what it issued.
+	status, resp = v.HTTP(t, "POST", Mount+"/config/arr/rotate", map[string]any{})
+	if status != 200 || jget(resp, "data", "verified") != true || jget(resp, "data", "previous_api_client_deleted") != false {
 		t.Fatalf("rotation: HTTP %d %v", status, resp)
 	}
-	newClient := jstr(t, resp, "data", "client_id")
-	newName := jstr(t, resp, "data", "api_client_name")
-	if newClient == oldClient || jget(resp, "data", "previous_client_id") != oldClient {
-		t.Fatalf("rotation: client_id %s (was %s), previous %v", newClient, oldClient, jget(resp, "data", "previous_client_id"))
+	second := jstr(t, resp, "data", "api_client_name")
+	if retire := jstr(t, resp, "data", "previous_retire_at"); retire == "" {
+		t.Errorf("the rotation names no previous_retire_at: %v", resp["data"])
 	}
-	t.Logf("rotation (create, enable, verifying exchange, promotion, delete of the old client) took %s", rotated.Sub(rotStart).Round(time.Millisecond))
-	readOn(300)
-	stopReaders()
-
-	var failed, before, after, stale int
-	var sample []string
-	for _, rd := range reads {
-		switch {
-		case rd.err != "":
-			failed++
-			if len(sample) < 5 {
-				sample = append(sample, rd.path+": "+rd.err)
-			}
-		case rd.start.After(rotated):
-			after++
-			if rd.clientID != newClient {
-				stale++
-				if len(sample) < 5 {
-					sample = append(sample, fmt.Sprintf("%s started %s after the rotation returned, got client %s", rd.path, rd.start.Sub(rotated), rd.clientID))
-				}
-			}
-		case rd.start.Before(rotStart):
-			before++
-		}
+	readers.readOn(t, 200)
+	j = judge(t, sdk, e, jwtOf())
+	if got, want := j.enabledClients(), []string{first, second}; fmt.Sprint(got) != fmt.Sprint(sortedCopy(want)) {
+		t.Errorf("after a rotation Pure's SDK sees %v enabled, want the new %s and the old %s until its retirement", got, second, first)
 	}
-	t.Logf("%d reads by 8 readers: %d before the rotation, %d during, %d after; %d failed; %d after it with the old client",
-		len(reads), before, len(reads)-before-after-failed, after, failed, stale)
-	if failed > 0 || stale > 0 {
-		t.Errorf("%d failed reads, %d stale reads after the rotation; first: %s", failed, stale, strings.Join(sample, "; "))
+	pending := v.MustCLIJSON(t, "read", "-format=json", Mount+"/config/arr")
+	if !strings.Contains(fmt.Sprint(jget(pending, "data", "pending_deletions")), first) {
+		t.Errorf("the config read does not list %s on the delete list: %v", first, jget(pending, "data", "pending_deletions"))
 	}
 
-	if got := e.Clients(t); fmt.Sprint(got) != "["+newName+"]" {
-		t.Errorf("clients on the array after the rotation: %v, want only %s (the old client deleted)", got, newName)
+	// Retirement, forced: the earlier clients go at once.
+	status, resp = v.HTTP(t, "POST", Mount+"/config/arr/rotate", map[string]any{"retire_previous": "now"})
+	if status != 200 {
+		t.Fatalf("rotation with retire_previous=now: HTTP %d %v", status, resp)
+	}
+	third := jstr(t, resp, "data", "api_client_name")
+	readers.readOn(t, 200)
+	reads, failed := readers.result()
+	j = judge(t, sdk, e, jwtOf())
+	if got := j.enabledClients(); fmt.Sprint(got) != "["+third+"]" || len(j.APIClients) != 1 {
+		t.Errorf("after retire_previous=now Pure's SDK sees %v, want only %s", j.APIClients, third)
+	}
+	if j.OpenSessions != 0 {
+		t.Errorf("%d admin sessions left open on the array", j.OpenSessions)
+	}
+	t.Logf("%s: %d reads by 8 readers through two rotations, %d failed; clients %s -> %s -> %s", kind, reads, len(failed), first, second, third)
+	if len(failed) > 0 {
+		t.Errorf("%d reads failed; first: %s", len(failed), strings.Join(failed[:min(5, len(failed))], "; "))
 	}
 	for _, p := range paths {
 		c := v.MustCLIJSON(t, "read", "-format=json", Mount+"/"+p)
 		if st, err := e.Arrays(jstr(t, c, "data", "access_token")); err != nil || st != 200 {
-			t.Errorf("%s after the rotation: the token on /api/2.x/arrays: %d %v", p, st, err)
+			t.Errorf("%s after the rotations: the token on the array: %d %v", p, st, err)
 		}
 	}
 	if logs := v.proc.Log(); strings.Contains(logs, e.APIToken) {
@@ -170,9 +256,169 @@ func TestArrayManaged(t *testing.T) {
 	}
 }
 
+func sortedCopy(s []string) []string {
+	out := append([]string(nil), s...)
+	sort.Strings(out)
+	return out
+}
+
+// assertOneClient: the array holds exactly the client config arr names,
+// enabled; nothing waits on the delete list; no admin session is open.
+func assertOneClient(t *testing.T, v *Vault, e *ArrayEmulator, what string) {
+	t.Helper()
+	cfg := v.MustCLIJSON(t, "read", "-format=json", Mount+"/config/arr")
+	name := jstr(t, cfg, "data", "api_client_name")
+	var got []string
+	for _, c := range e.APIClients(t) {
+		got = append(got, fmt.Sprintf("%s(enabled=%v)", c.Name, c.Enabled))
+	}
+	if want := []string{name + "(enabled=true)"}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("%s: clients on the array %v, want exactly %v (the one storage names)", what, got, want)
+	}
+	if p := jget(cfg, "data", "pending_deletions"); p != nil {
+		t.Errorf("%s: pending_deletions %v", what, p)
+	}
+}
+
+// TestArrayFaults: on each kind, a fault at every admin step of a rotation
+// (an error answer, a refusal, a change applied whose answer was dropped, a
+// connection dropped, a hang past the client's timeout) while 8 readers
+// read: once tidy ran (the background loop's work, now), exactly one
+// enabled client of Vault's is on the array and storage names it, and no
+// read failed.
+func TestArrayFaults(t *testing.T) {
+	requireE2E(t)
+	for _, kind := range arrayKinds {
+		t.Run(kind, func(t *testing.T) {
+			t.Parallel()
+			e := StartArrayEmulatorKind(t, kind, "-quiet")
+			v := StartVaultDevOpts(t, VaultOptions{LogLevel: "info"})
+			v.MustCLI(t, "write", Mount+"/config/arr", "kind="+kind, "array_url="+e.URL, "ca_cert="+e.CAPEM,
+				"username=pureuser", "admin_api_token="+e.APIToken, "access_token_ttl=1h")
+			v.MustCLI(t, "write", Mount+"/roles/arr", "config=arr", "username=pureuser")
+			v.MustCLI(t, "write", Mount+"/static-roles/arr-static", "config=arr", "username=pureuser")
+			readers := startArrayReaders(t, v, "creds/arr", "static-creds/arr-static")
+
+			type fcase struct {
+				step, mode string
+				status     int
+			}
+			var cases []fcase
+			for _, step := range []string{arrayemu.StepAPIVersion, arrayemu.StepLogin, arrayemu.StepCreate, arrayemu.StepPatch,
+				arrayemu.StepGet, arrayemu.StepDelete, arrayemu.StepLogout} {
+				cases = append(cases, fcase{step, arrayemu.ModeError, 500}, fcase{step, arrayemu.ModeError, 400},
+					fcase{step, arrayemu.ModeAppliedDrop, 0}, fcase{step, arrayemu.ModeDrop, 0})
+			}
+			cases = append(cases, fcase{arrayemu.StepCreate, arrayemu.ModeAppliedHang, 0}, fcase{arrayemu.StepDelete, arrayemu.ModeHang, 0})
+			failedWrites := 0
+			for _, c := range cases {
+				f := arrayemu.Fault{Step: c.step, Mode: c.mode, Status: c.status}
+				if strings.Contains(c.mode, "hang") {
+					f.Delay = arrayemu.Duration(20 * time.Second) // past the client's 15 s
+				}
+				e.Fault(t, f)
+				if status, _ := v.HTTP(t, "POST", Mount+"/config/arr/rotate", map[string]any{"retire_previous": "now"}); status != 200 {
+					failedWrites++
+				}
+				e.ClearFaults(t)
+				v.MustCLI(t, "write", "-f", Mount+"/config/arr/tidy")
+				assertOneClient(t, v, e, fmt.Sprintf("%s %s %d", c.step, c.mode, c.status))
+				readers.readOn(t, 20)
+			}
+			reads, failed := readers.result()
+			st := e.Stats(t)
+			t.Logf("%s: %d faults (%d rotations refused or failed, the others rode them out), %d reads by 8 readers, %d failed; "+
+				"%d sessions opened, %d open at the end, %d clients on the array", kind, len(cases), failedWrites, reads, len(failed),
+				st.SessionsOpened, st.OpenSessions, st.Clients)
+			if len(failed) > 0 {
+				t.Errorf("%d reads failed; first: %s", len(failed), strings.Join(failed[:min(5, len(failed))], "; "))
+			}
+			// A dropped or hung logout leaves its session to the array's
+			// idle timeout; every other path logged out.
+			if dropped := 3; st.OpenSessions > dropped {
+				t.Errorf("%d sessions left open, more than the %d logouts the faults dropped", st.OpenSessions, dropped)
+			}
+		})
+	}
+}
+
+// TestArrayPluginKilled: the plugin dies between two admin steps of a
+// registration and of a rotation (held at the array, then SIGKILL). The
+// restarted plugin's background loop finds the journal the dead process
+// left and deletes its half-made client: exactly the client storage names
+// is left on the array.
+func TestArrayPluginKilled(t *testing.T) {
+	requireE2E(t)
+	for _, kind := range arrayKinds {
+		t.Run(kind, func(t *testing.T) {
+			t.Parallel()
+			e := StartArrayEmulatorKind(t, kind, "-quiet")
+			v := StartVaultDevOpts(t, VaultOptions{LogLevel: "info"})
+			killDuring := func(step string, write func() (int, map[string]any)) {
+				t.Helper()
+				before := e.Stats(t).Requests[step]
+				e.Fault(t, arrayemu.Fault{Step: step, Mode: arrayemu.ModeDelay, Delay: arrayemu.Duration(30 * time.Second)})
+				done := make(chan int, 1)
+				go func() { status, _ := write(); done <- status }()
+				eventually(t, 30*time.Second, 20*time.Millisecond, "the write to reach "+step, func() (bool, string) {
+					return e.Stats(t).Requests[step] > before, fmt.Sprint(e.Stats(t).Requests)
+				})
+				killed := 0
+				for pid, name := range v.PluginProcesses(t) {
+					if strings.Contains(name, "vault-plugin-secrets-pure1") {
+						if err := syscall.Kill(pid, syscall.SIGKILL); err == nil {
+							killed++
+						}
+					}
+				}
+				if killed == 0 {
+					t.Fatalf("no plugin process to kill: %v", v.PluginProcesses(t))
+				}
+				if status := <-done; status == 200 {
+					t.Errorf("the write whose plugin was killed answered 200")
+				}
+				e.ClearFaults(t)
+			}
+			// A registration killed after create, before enable.
+			killDuring(arrayemu.StepPatch, func() (int, map[string]any) {
+				return v.HTTP(t, "POST", Mount+"/config/arr", arrayConfig(e))
+			})
+			// The next request starts the plugin again; its loop drains the
+			// dead process's journal at once. The write then works.
+			eventually(t, 60*time.Second, 200*time.Millisecond, "the half-made client to be deleted", func() (bool, string) {
+				status, _ := v.HTTP(t, "GET", Mount+"/config/arr", nil)
+				return len(e.APIClients(t)) == 0, fmt.Sprintf("config HTTP %d, clients %v", status, e.Clients(t))
+			})
+			v.MustCLI(t, "write", Mount+"/config/arr", "kind="+kind, "array_url="+e.URL, "ca_cert="+e.CAPEM,
+				"username=pureuser", "admin_api_token="+e.APIToken)
+			assertOneClient(t, v, e, "after a registration killed between create and enable")
+
+			// A rotation killed between its create and its enable.
+			killDuring(arrayemu.StepPatch, func() (int, map[string]any) {
+				return v.HTTP(t, "POST", Mount+"/config/arr/rotate", map[string]any{})
+			})
+			eventually(t, 60*time.Second, 200*time.Millisecond, "the rotation's half-made client to be deleted", func() (bool, string) {
+				v.HTTP(t, "GET", Mount+"/config/arr", nil)
+				return len(e.APIClients(t)) == 1, fmt.Sprint(e.Clients(t))
+			})
+			assertOneClient(t, v, e, "after a rotation killed between create and enable")
+
+			// A retirement killed in its delete: the entry stays on the list.
+			killDuring(arrayemu.StepDelete, func() (int, map[string]any) {
+				return v.HTTP(t, "POST", Mount+"/config/arr/rotate", map[string]any{"retire_previous": "now"})
+			})
+			v.MustCLI(t, "write", "-f", Mount+"/config/arr/tidy")
+			assertOneClient(t, v, e, "after a retirement killed in its delete")
+			t.Logf("%s: 3 kills between admin steps; %d sessions the dead processes could not close (the array's idle timeout ends them)",
+				kind, e.Stats(t).OpenSessions)
+		})
+	}
+}
+
 // TestArrayRefusals: a ca_cert that did not sign the array's certificate is
-// refused with the fix, and a host the registrar did not allow is refused
-// before anything is sent; neither stores a config or leaves a client.
+// refused with the fix, a host the registrar did not allow is refused
+// before anything is sent, and a FlashBlade config pointed at a FlashArray
+// says so; none stores a config or leaves a client.
 func TestArrayRefusals(t *testing.T) {
 	requireE2E(t)
 	t.Parallel()
@@ -208,6 +454,18 @@ func TestArrayRefusals(t *testing.T) {
 		}
 		if status, _ := v.HTTP(t, "GET", Mount+"/config/elsewhere", nil); status != 404 {
 			t.Errorf("the refused config reads as HTTP %d, want 404", status)
+		}
+	})
+	t.Run("wrong kind", func(t *testing.T) {
+		body := arrayConfig(e)
+		body["kind"] = arrayemu.FlashBlade
+		status, resp := v.HTTP(t, "POST", Mount+"/config/wrong-kind", body)
+		msg := fmt.Sprint(resp)
+		if status != 400 || !strings.Contains(msg, `no "versions" list`) || !strings.Contains(msg, "kind=flashblade") {
+			t.Fatalf("HTTP %d %v, want 400 saying the array is not a FlashBlade", status, resp)
+		}
+		if got := e.Clients(t); len(got) != 0 || e.OpenSessions(t) != 0 {
+			t.Errorf("clients on the array: %v, sessions %d", got, e.OpenSessions(t))
 		}
 	})
 }

@@ -36,15 +36,16 @@ type Kind struct {
 }
 
 var (
-	// FlashArray: names of letters, digits, '-', '_' and '.', starting and
-	// ending with a letter or digit (as Purity's object names).
+	// FlashArray: names of letters, digits and '-', starting and ending
+	// with a letter or digit, at most 63 characters (Purity's object names,
+	// as Pure's FlashArray Ansible collection checks them).
 	FlashArray = &Kind{
 		Name:           KindFlashArray,
 		Product:        "FlashArray",
 		versionsKey:    "version",
 		versionedLogin: true,
-		clientName:     regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9_.-]{0,61}[a-zA-Z0-9])?$`),
-		nameRule:       "letters, digits, '-', '_' and '.', starting and ending with a letter or digit, at most 63 characters",
+		clientName:     regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$`),
+		nameRule:       "letters, digits and '-' only (no '_' or '.'), starting and ending with a letter or digit, at most 63 characters",
 		nameSeparator:  "-",
 		defaultPrefix:  "vault-",
 	}
@@ -83,20 +84,26 @@ func (k *Kind) CheckClientName(field, name string) error {
 	return nil
 }
 
+// MaxBaseName is the longest base name of a managed client: a rotation
+// adds the kind's separator and a Unix time (and, twice in a second, "-2"),
+// which must still fit the shorter of the kinds' limits (56).
+const MaxBaseName = 40
+
 // DefaultClientName is the name of the API client Vault registers for
 // config when none is given: vault-<config> on a FlashArray, vault_<config>
-// on a FlashBlade, with the characters the kind refuses made '_'.
+// on a FlashBlade, with the characters the kind refuses made its separator,
+// cut to MaxBaseName and ending with a letter or digit.
 func (k *Kind) DefaultClientName(config string) string {
-	name := k.defaultPrefix + config
-	if !k.clientName.MatchString(name) {
-		name = strings.Map(func(r rune) rune {
-			if r == '-' || r == '.' {
-				return '_'
-			}
-			return r
-		}, name)
+	name := strings.Map(func(r rune) rune {
+		if r == '-' || r == '_' || r == '.' {
+			return rune(k.nameSeparator[0])
+		}
+		return r
+	}, k.defaultPrefix+config)
+	if len(name) > MaxBaseName {
+		name = name[:MaxBaseName]
 	}
-	return name
+	return strings.TrimRight(name, k.nameSeparator)
 }
 
 // SuffixedName is base with suffix, joined as the kind's names allow: a

@@ -19,8 +19,8 @@ func TestCheckClientName(t *testing.T) {
 		refuse []string
 	}{
 		{FlashArray,
-			[]string{"a", "7", "vault-my.conf", "vault_my_conf", "a.b-c_d", "1abc", "A-Z", strings.Repeat("x", 63)},
-			[]string{"", "-a", "a-", ".a", "a.", "_a", "a_", "a b", "a/b", "a:b", "ä", "vault\nx", strings.Repeat("x", 64)}},
+			[]string{"a", "7", "vault-my-conf", "a-b--c", "1abc", "A-Z", strings.Repeat("x", 63)},
+			[]string{"", "-a", "a-", ".a", "a.", "_a", "a_", "vault-my.conf", "vault_my_conf", "a b", "a/b", "a:b", "ä", "vault\nx", strings.Repeat("x", 64)}},
 		{FlashBlade,
 			[]string{"a", "7", "vault_my_conf", "A_1", "a__b", strings.Repeat("x", 56)},
 			[]string{"", "vault-my", "a.b", "_a", "a_", "a b", "a/b", "ä", "vault\nx", strings.Repeat("x", 57)}},
@@ -56,17 +56,21 @@ func TestCheckClientName(t *testing.T) {
 	}
 }
 
-// The default managed name is valid on its kind: vault-<config> on a
-// FlashArray, vault_<config> with '-' and '.' made '_' on a FlashBlade.
+// The default managed name is valid on its kind: vault-<config> with '_'
+// and '.' made '-' on a FlashArray, vault_<config> with '-' and '.' made '_'
+// on a FlashBlade; cut to MaxBaseName, ending with a letter or digit.
 func TestDefaultClientName(t *testing.T) {
 	for _, tc := range []struct {
 		config, flasharray, flashblade string
 	}{
-		{"my.conf", "vault-my.conf", "vault_my_conf"},
+		{"my.conf", "vault-my-conf", "vault_my_conf"},
 		{"my-conf", "vault-my-conf", "vault_my_conf"},
-		{"a_b", "vault-a_b", "vault_a_b"},
+		{"a_b", "vault-a-b", "vault_a_b"},
 		{"prod", "vault-prod", "vault_prod"},
-		{"a-b.c", "vault-a-b.c", "vault_a_b_c"},
+		{"a-b.c", "vault-a-b-c", "vault_a_b_c"},
+		{"x_", "vault-x", "vault_x"},
+		{strings.Repeat("c", 50), "vault-" + strings.Repeat("c", 34), "vault_" + strings.Repeat("c", 34)},
+		{strings.Repeat("c", 33) + "-d", "vault-" + strings.Repeat("c", 33), "vault_" + strings.Repeat("c", 33)},
 	} {
 		for _, k := range []struct {
 			kind *Kind

@@ -27,6 +27,9 @@ type RegisterError struct {
 
 func (e *RegisterError) Error() string {
 	s := fmt.Sprintf("API client %q: %s failed: %v", e.Name, e.Step, e.Err)
+	if errors.Is(e.Cleanup, context.Canceled) || errors.Is(e.Cleanup, context.DeadlineExceeded) {
+		return s + "; the half-made client was left to Vault's delete list, which removes it"
+	}
 	if e.Cleanup != nil {
 		s += fmt.Sprintf("; deleting the half-made client also failed (%v): delete it on the array (pureapiclient delete, or Settings > Access > API Clients)", e.Cleanup)
 	}
