@@ -15,7 +15,7 @@ BIN          := bin
 PLUGIN       := $(BIN)/vault-plugin-secrets-pure1
 GOFILES      := $(shell find . -name '*.go' -not -name '*_test.go' -not -path './bin/*' 2>/dev/null) go.mod go.sum
 
-.PHONY: all build vault prometheus sdk-deps test test-unit test-fuzz-smoke test-e2e test-cluster fuzz fmt vet dev dev-stop cluster cluster-stop bench docs clean
+.PHONY: all build vault old-plugin prometheus sdk-deps test test-unit test-fuzz-smoke test-e2e test-cluster fuzz fmt vet dev dev-stop cluster cluster-stop bench docs clean
 
 all: build
 
@@ -33,6 +33,11 @@ $(BIN)/pure1-token: $(GOFILES)
 # Vault from source, cached per user outside the clone (VAULT_BIN overrides).
 vault:
 	@scripts/build-vault.sh >/dev/null
+
+# The last release's plugin, built from its commit in git history for the
+# upgrade tests; cached per user outside the clone, keyed by commit.
+old-plugin:
+	@scripts/build-old-plugin.sh >/dev/null
 
 # Prometheus and promtool from Debian, for the metrics end-to-end tests;
 # installs only when either is missing (needs root or sudo then).
@@ -66,14 +71,14 @@ fuzz: test-fuzz-smoke
 # minutes). pipefail keeps go test's exit status through the summary filter.
 # The SDK's set-up runs first but does not stop the other tests when it
 # cannot install (not root, no mirror): TestSDK then fails with its reason.
-test-e2e: build vault prometheus
+test-e2e: build vault old-plugin prometheus
 	@scripts/install-sdk-deps.sh >/dev/null || echo "make test-e2e: Pure's SDK cannot run here; TestSDK will fail (see above)" >&2
 	set -o pipefail; \
 	PURE1_E2E=1 VAULT_BIN=$${VAULT_BIN:-$(CURDIR)/$(BIN)/vault} PURE1_BIN_DIR=$(CURDIR)/$(BIN) \
 	PURE1_PLUGIN_VERSION=$(VERSION) \
 	  $(GO) test -count=1 -timeout 30m -v -skip '^TestCluster' ./backend/e2e/ 2>&1 | scripts/test-summary.sh
 
-test-cluster: build vault
+test-cluster: build vault old-plugin
 	set -o pipefail; \
 	PURE1_CLUSTER=1 VAULT_BIN=$${VAULT_BIN:-$(CURDIR)/$(BIN)/vault} PURE1_BIN_DIR=$(CURDIR)/$(BIN) \
 	PURE1_PLUGIN_VERSION=$(VERSION) \
