@@ -10,7 +10,8 @@
 #   5. policy pure1-creds (bootstrap/policy-pure1-creds.hcl)
 #   6. with PURE1_ARRAY_ADDR: config fa, a FlashArray on which Vault registers
 #      its own API client with the array's API token (managed registration),
-#      and role fa-readonly (user pureuser)
+#      and role fa-readonly (user pureuser); with PURE1_BLADE_ADDR the same on
+#      a FlashBlade: config fb (client vault_fb), role fb-readonly
 #
 # make dev runs it. Environment:
 #   VAULT_ADDR, VAULT_TOKEN   the Vault to set up (required)
@@ -23,6 +24,7 @@
 #   PURE1_ARRAY_ADDR          an array's https:// address (`pure1-emulator array` prints it); optional
 #   PURE1_ARRAY_CA_FILE       PEM of the CA that signed the array's certificate
 #   PURE1_ARRAY_API_TOKEN_FILE  a file holding an array API token that may manage API clients
+#   PURE1_BLADE_ADDR, PURE1_BLADE_CA_FILE, PURE1_BLADE_API_TOKEN_FILE   the same for a FlashBlade; optional
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -87,4 +89,15 @@ if [[ -n "${PURE1_ARRAY_ADDR:-}" ]]; then
   ok "Vault registered API client $("$VAULT" read -field=api_client_name "$MOUNT/config/fa") (id $("$VAULT" read -field=client_id "$MOUNT/config/fa")) and verified it"
   "$VAULT" write "$MOUNT/roles/fa-readonly" config=fa username=pureuser >/dev/null
   ok "role fa-readonly: FlashArray access tokens of user pureuser"
+fi
+
+if [[ -n "${PURE1_BLADE_ADDR:-}" ]]; then
+  : "${PURE1_BLADE_CA_FILE:?set PURE1_BLADE_CA_FILE to the PEM of the CA that signed the FlashBlade certificate}"
+  : "${PURE1_BLADE_API_TOKEN_FILE:?set PURE1_BLADE_API_TOKEN_FILE to a file holding the FlashBlade API token}"
+  step "vault write $MOUNT/config/fb kind=flashblade array_url=$PURE1_BLADE_ADDR ca_cert=@... admin_api_token=@... (managed registration)"
+  "$VAULT" write "$MOUNT/config/fb" kind=flashblade array_url="$PURE1_BLADE_ADDR" ca_cert=@"$PURE1_BLADE_CA_FILE" \
+    username=pureuser admin_api_token=@"$PURE1_BLADE_API_TOKEN_FILE" max_role=readonly access_token_ttl=1h >/dev/null
+  ok "Vault registered API client $("$VAULT" read -field=api_client_name "$MOUNT/config/fb") (id $("$VAULT" read -field=client_id "$MOUNT/config/fb")) and verified it"
+  "$VAULT" write "$MOUNT/roles/fb-readonly" config=fb username=pureuser >/dev/null
+  ok "role fb-readonly: FlashBlade access tokens of user pureuser"
 fi

@@ -10,7 +10,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 step "Stopping make dev"
 found=0
 # Vault first: its process group holds the plugin processes.
-for name in agent vault emulator array; do
+for name in agent vault emulator array blade; do
   if pid="$(running "$name")"; then
     found=1
     stop_proc "$name"

@@ -12,9 +12,11 @@
 #      public key registered with the emulator, roles readonly (access_token)
 #      and readonly-jwt (jwt);
 #   5. reads pure1/creds/readonly and calls the emulated Pure1 API with the
-#      access token; beside it an emulated FlashArray (pure1-emulator array,
-#      TLS with its own CA) on which Vault registers its own API client
-#      (config fa, role fa-readonly), and reads and uses a token there too;
+#      access token; beside it an emulated FlashArray and an emulated
+#      FlashBlade (pure1-emulator array -kind ..., each TLS with its own CA,
+#      each answering only its kind's wire) on which Vault registers its own
+#      API clients (configs fa and fb, roles fa-readonly and fb-readonly), and
+#      reads and uses a token on each too;
 #   6. prints the export lines to try more, then stays in the foreground
 #      until Ctrl-C, which stops everything it started.
 #
@@ -52,13 +54,14 @@ unset VAULT_NAMESPACE VAULT_FORMAT VAULT_CACERT VAULT_CAPATH VAULT_CLIENT_CERT \
 
 # ---- a previous make dev ------------------------------------------------------
 
-if running vault >/dev/null || running emulator >/dev/null || running array >/dev/null || running agent >/dev/null; then
+if running vault >/dev/null || running emulator >/dev/null || running array >/dev/null || running blade >/dev/null || running agent >/dev/null; then
   step "A previous 'make dev' is running: stopping it first"
   "$ROOT/scripts/dev-stop.sh"
 fi
 rm -rf "${LOG_DIR:?}" "${DEV_DIR:?}/plugins" "${DEV_DIR:?}/home" "$DEV_DIR/bootstrap" "$DEV_DIR/agent" \
   "$DEV_DIR/env" "$DEV_DIR/emulator.addr" "$DEV_DIR/vault.addr" "$DEV_DIR/vault.hcl" \
-  "$DEV_DIR/array.addr" "$DEV_DIR/array-ca.pem" "$DEV_DIR/array-api-token"
+  "$DEV_DIR/array.addr" "$DEV_DIR/array-ca.pem" "$DEV_DIR/array-api-token" \
+  "$DEV_DIR/blade.addr" "$DEV_DIR/blade-ca.pem" "$DEV_DIR/blade-api-token"
 mkdir -p "$DEV_DIR/run" "$LOG_DIR" "$DEV_DIR/plugins" "$DEV_DIR/home"
 
 # ---- stop everything on the way out (unless detached and ready) ------------------
@@ -67,6 +70,7 @@ READY=0
 TAKEN_OVER=0
 EMU_PID=
 ARRAY_PID=
+BLADE_PID=
 VAULT_PID=
 cleanup() {
   local rc=$?
@@ -79,6 +83,7 @@ cleanup() {
   stop_mine vault "${VAULT_PID:-}"
   stop_mine emulator "${EMU_PID:-}"
   stop_mine array "${ARRAY_PID:-}"
+  stop_mine blade "${BLADE_PID:-}"
   ok "stopped (logs kept in ${LOG_DIR#"$ROOT"/})"
   exit "$rc"
 }
@@ -116,7 +121,7 @@ ok "emulator at $EMU (pid $EMU_PID, log ${LOG_DIR#"$ROOT"/}/emulator.log)"
 
 step "Starting the FlashArray emulator (TLS with its own CA)"
 start_bg array "$LOG_DIR/array.log" \
-  "$EMULATOR_BIN" array -listen 127.0.0.1:0 -addr-file "$DEV_DIR/array.addr" \
+  "$EMULATOR_BIN" array -kind flasharray -listen 127.0.0.1:0 -addr-file "$DEV_DIR/array.addr" \
   -ca-file "$DEV_DIR/array-ca.pem" -api-token-file "$DEV_DIR/array-api-token" -users pureuser,ops
 ARRAY_PID=$START_BG_PID
 if ! wait_for_file "$DEV_DIR/array.addr" 20 "$ARRAY_PID"; then
@@ -125,6 +130,18 @@ if ! wait_for_file "$DEV_DIR/array.addr" 20 "$ARRAY_PID"; then
 fi
 ARRAY="$(tr -d '[:space:]' <"$DEV_DIR/array.addr")"
 ok "FlashArray emulator at $ARRAY (pid $ARRAY_PID, CA in ${DEV_DIR#"$ROOT"/}/array-ca.pem, log ${LOG_DIR#"$ROOT"/}/array.log)"
+
+step "Starting the FlashBlade emulator (TLS with its own CA)"
+start_bg blade "$LOG_DIR/blade.log" \
+  "$EMULATOR_BIN" array -kind flashblade -listen 127.0.0.1:0 -addr-file "$DEV_DIR/blade.addr" \
+  -ca-file "$DEV_DIR/blade-ca.pem" -api-token-file "$DEV_DIR/blade-api-token" -users pureuser,ops
+BLADE_PID=$START_BG_PID
+if ! wait_for_file "$DEV_DIR/blade.addr" 20 "$BLADE_PID"; then
+  log_tail "$LOG_DIR/blade.log"
+  die "the FlashBlade emulator did not start"
+fi
+BLADE="$(tr -d '[:space:]' <"$DEV_DIR/blade.addr")"
+ok "FlashBlade emulator at $BLADE (pid $BLADE_PID, CA in ${DEV_DIR#"$ROOT"/}/blade-ca.pem, log ${LOG_DIR#"$ROOT"/}/blade.log)"
 
 # ---- 2. Vault -------------------------------------------------------------------------------
 
@@ -174,6 +191,7 @@ step "Bootstrapping: bootstrap/dev-bootstrap.sh"
 VAULT_BIN="$VAULT" PURE1_EMULATOR_ADDR="$EMU" PURE1_EMULATOR_BIN="$EMULATOR_BIN" \
   PURE1_MOUNT="$MOUNT" PURE1_WORK_DIR="$DEV_DIR/bootstrap" \
   PURE1_ARRAY_ADDR="$ARRAY" PURE1_ARRAY_CA_FILE="$DEV_DIR/array-ca.pem" PURE1_ARRAY_API_TOKEN_FILE="$DEV_DIR/array-api-token" \
+  PURE1_BLADE_ADDR="$BLADE" PURE1_BLADE_CA_FILE="$DEV_DIR/blade-ca.pem" PURE1_BLADE_API_TOKEN_FILE="$DEV_DIR/blade-api-token" \
   "$ROOT/bootstrap/dev-bootstrap.sh" 2>&1 | sed 's/^/    | /'
 
 # ---- 5. show it working -----------------------------------------------------------------------
@@ -199,6 +217,15 @@ fi
 info "$body"
 ok "the FlashArray emulator accepted the token"
 
+step "vault read $MOUNT/creds/fb-readonly   (a FlashBlade access token, from the API client Vault registered)"
+BTOKEN="$("$VAULT" read -field=access_token "$MOUNT/creds/fb-readonly")"
+info "curl --cacert .dev/blade-ca.pem -H \"Authorization: Bearer \$TOKEN\" $BLADE/api/2.17/arrays"
+if ! body="$(curl -fsS --cacert "$DEV_DIR/blade-ca.pem" -H "Authorization: Bearer $BTOKEN" "$BLADE/api/2.17/arrays")"; then
+  die "the FlashBlade emulator refused the access token Vault issued"
+fi
+info "$body"
+ok "the FlashBlade emulator accepted the token"
+
 step "vault read $MOUNT/static-creds/fleet   (one token shared by every reader, no lease)"
 "$VAULT" read "$MOUNT/static-creds/fleet" | sed -e 's/^/    /' -e 's/\(access_token *\)\(.\{24\}\).*/\1\2... (shortened here)/'
 
@@ -220,6 +247,7 @@ export VAULT_ADDR=$VAULT_ADDR
 export VAULT_TOKEN=$ROOT_TOKEN
 export PURE1_EMULATOR_ADDR=$EMU
 export PURE1_ARRAY_ADDR=$ARRAY
+export PURE1_BLADE_ADDR=$BLADE
 export PATH="$PATH_ADD:\$PATH"
 EOF
 
@@ -230,7 +258,7 @@ cat <<EOF
 
 $(step "Ready. To try more, in another shell:")
     export VAULT_ADDR=$VAULT_ADDR VAULT_TOKEN=$ROOT_TOKEN
-    export PURE1_EMULATOR_ADDR=$EMU PURE1_ARRAY_ADDR=$ARRAY
+    export PURE1_EMULATOR_ADDR=$EMU PURE1_ARRAY_ADDR=$ARRAY PURE1_BLADE_ADDR=$BLADE
     export PATH="$PATH_ADD:\$PATH"      # (or all of it: source .dev/env)
 
     vault read pure1/creds/readonly
@@ -243,11 +271,15 @@ $(step "Ready. To try more, in another shell:")
     vault read pure1/metrics                                     # what the engine did: the Prometheus series as JSON
     (cd .dev/agent && vault agent -config=agent.hcl)           # Vault Agent renders .dev/agent/pure1-access-token
 
-    # The FlashArray: Vault registered API client vault-fa itself; rotate it with no person in the middle
+    # The FlashArray and the FlashBlade: Vault registered API clients vault-fa and vault_fb itself;
+    # rotate them with no person in the middle
     vault read pure1/config/fa
     curl --cacert .dev/array-ca.pem -H "Authorization: Bearer \$(vault read -field=access_token pure1/creds/fa-readonly)" \\
          \$PURE1_ARRAY_ADDR/api/2.30/arrays
-    vault write -f pure1/config/fa/rotate                      # new key, new client, verified, old client deleted
+    curl --cacert .dev/blade-ca.pem -H "Authorization: Bearer \$(vault read -field=access_token pure1/creds/fb-readonly)" \\
+         \$PURE1_BLADE_ADDR/api/2.17/arrays
+    vault write -f pure1/config/fa/rotate                      # new key, new client, verified; the old one retires when its tokens expire
+    vault write pure1/config/fb/rotate retire_previous=now     # the same, cutting every earlier client off at once (a leaked key)
 
     # Pure's Python SDK with Vault's JWT (once, as root: scripts/install-sdk-deps.sh)
     PURE1_ID_TOKEN="\$(vault read -field=jwt pure1/creds/readonly-jwt)" PURE1_API_URL=\$PURE1_EMULATOR_ADDR PURE1_PAGE_SIZE=2 \\
@@ -255,7 +287,7 @@ $(step "Ready. To try more, in another shell:")
     # a CI pipeline's login: Vault's JWT auth as GitHub Actions and GitLab CI use it
     bootstrap/ci/try-ci-login.sh github                          # or gitlab; see bootstrap/ci/
 
-    Logs: .dev/logs/vault.log, .dev/logs/emulator.log, .dev/logs/array.log
+    Logs: .dev/logs/vault.log, .dev/logs/emulator.log, .dev/logs/array.log, .dev/logs/blade.log
 EOF
 
 if [[ "$DETACH" == 1 ]]; then
@@ -269,7 +301,7 @@ step "Running in the foreground; Ctrl-C stops the emulators and Vault."
 info "(DEV_DETACH=1 make dev leaves them running for make dev-stop instead.)"
 # Poll rather than block, so Ctrl-C is handled at once and a crash is noticed.
 while true; do
-  if ! alive "$VAULT_PID" || ! alive "$EMU_PID" || ! alive "$ARRAY_PID"; then
+  if ! alive "$VAULT_PID" || ! alive "$EMU_PID" || ! alive "$ARRAY_PID" || ! alive "$BLADE_PID"; then
     sleep 0.5 # a make dev taking over stops them first, then rewrites the pid files
   fi
   if taken_over; then
@@ -288,6 +320,10 @@ while true; do
   if ! alive "$ARRAY_PID"; then
     log_tail "$LOG_DIR/array.log"
     die "the FlashArray emulator exited unexpectedly"
+  fi
+  if ! alive "$BLADE_PID"; then
+    log_tail "$LOG_DIR/blade.log"
+    die "the FlashBlade emulator exited unexpectedly"
   fi
   sleep 1 &
   wait $! || true
