@@ -115,6 +115,9 @@ func (b *backend) due(c *cleanupEntry, force bool) time.Time {
 type cleanupList struct {
 	mu      sync.Mutex
 	entries []*cleanupEntry // nil: not loaded
+	// gen counts drops: a load that raced one is returned but not kept,
+	// so a slow reader cannot put back an entry a write just removed.
+	gen uint64
 	// drain serialises drains (the loop's and a request's inline one).
 	drain sync.Mutex
 	// registering holds the journal keys of the registrations this
@@ -125,6 +128,7 @@ type cleanupList struct {
 func (l *cleanupList) drop() {
 	l.mu.Lock()
 	l.entries = nil
+	l.gen++
 	l.mu.Unlock()
 }
 
@@ -132,7 +136,7 @@ func (l *cleanupList) drop() {
 func (b *backend) cleanupEntries(ctx context.Context, s logical.Storage) ([]*cleanupEntry, error) {
 	l := &b.cleanup
 	l.mu.Lock()
-	cached := l.entries
+	cached, gen := l.entries, l.gen
 	l.mu.Unlock()
 	if cached != nil {
 		return cached, nil
@@ -153,7 +157,7 @@ func (b *backend) cleanupEntries(ctx context.Context, s logical.Storage) ([]*cle
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].storageKey() < out[j].storageKey() })
 	l.mu.Lock()
-	if l.entries == nil {
+	if l.gen == gen {
 		l.entries = out
 	}
 	l.mu.Unlock()

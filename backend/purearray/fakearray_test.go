@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -277,6 +278,20 @@ func (f *fakeArray) answer(op string, r *http.Request, body []byte) (int, http.H
 		return http.StatusBadRequest, h, arrayErrors("", "Content-Type must be application/json.")
 	}
 	q := r.URL.Query()
+	if op == "read" && len(q) == 0 {
+		// A list of every client, sorted by name, as arrays answer it.
+		names := make([]string, 0, len(f.clients))
+		for n := range f.clients {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		list := make([]any, 0, len(names))
+		for _, n := range names {
+			list = append(list, f.clients[n])
+		}
+		raw, _ := json.Marshal(map[string]any{"items": list, "total_item_count": len(list)})
+		return http.StatusOK, h, raw
+	}
 	if len(q) != 1 || len(q["names"]) != 1 {
 		return http.StatusBadRequest, h, arrayErrors("", "Give exactly one names= and nothing else.")
 	}

@@ -318,11 +318,11 @@ func TestRegisterOverTheWire(t *testing.T) {
 			left      *pure1.Key
 		}{
 			{name: "answer lost, applied", createF: &fault{applied: true},
-				want: []string{create, "GET " + clients + " session 1", "PATCH " + clients + " session 1"}, left: ours},
+				want: []string{create, "GET " + w.clientsPath() + " session 1", "PATCH " + clients + " session 1"}, left: ours},
 			{name: "leftover of Vault's", on: leftover,
-				want: []string{create, "GET " + clients + " session 1", "DELETE " + clients + " session 1", create, "PATCH " + clients + " session 1"}, left: ours},
+				want: []string{create, "GET " + w.clientsPath() + " session 1", "DELETE " + clients + " session 1", create, "PATCH " + clients + " session 1"}, left: ours},
 			{name: "stranger's", on: stranger,
-				want: []string{create, "GET " + clients + " session 1"}, fails: true, wantErr: ErrNameTaken, left: stranger},
+				want: []string{create, "GET " + w.clientsPath() + " session 1"}, fails: true, wantErr: ErrNameTaken, left: stranger},
 			{name: "verify fails", verifyErr: errors.New("the token endpoint refused the JWT"),
 				want: []string{create, "PATCH " + clients + " session 1", "DELETE " + clients + " session 1"}, fails: true},
 		} {
