@@ -44,7 +44,8 @@ type fakeArray struct {
 	// sessions is the number of admin sessions open now; logins counts
 	// every login.
 	sessions, logins int
-	// gate, when set, holds every exchange until it receives (or closes).
+	// gate, when set, holds every exchange, delete and logout until it
+	// receives (or closes), or their context ends.
 	gate chan struct{}
 }
 
@@ -181,8 +182,29 @@ func (f *fakeArray) Admin(_ context.Context, apiToken string) (purearray.Admin, 
 	return fakeAdmin{f: f}, nil
 }
 
-func (a fakeAdmin) Logout(context.Context) error {
+// wait holds a call while the gate is set, as a hanging array would.
+func (f *fakeArray) wait(ctx context.Context) error {
+	f.mu.Lock()
+	gate := f.gate
+	f.mu.Unlock()
+	if gate == nil {
+		return nil
+	}
+	select {
+	case <-gate:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (a fakeAdmin) Logout(ctx context.Context) error {
 	f := a.f
+	if err := f.wait(ctx); err != nil {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return err // the session stays open at the array
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.sessions--
@@ -269,8 +291,11 @@ func (a fakeAdmin) GetAPIClient(_ context.Context, name string) (*purearray.APIC
 	return &out, nil
 }
 
-func (a fakeAdmin) DeleteAPIClient(_ context.Context, name string) error {
+func (a fakeAdmin) DeleteAPIClient(ctx context.Context, name string) error {
 	f := a.f
+	if err := f.wait(ctx); err != nil {
+		return err
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.failing("delete"); err != nil {
