@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -151,19 +152,45 @@ func TestDevScript(t *testing.T) {
 		out := runScript(t, filepath.Join(root, "scripts", "dev.sh"), nil, append(env, "DEV_DETACH=1"))
 		t.Logf("dev.sh:\n%s", out)
 		for _, want := range []string{"export VAULT_ADDR=", "VAULT_TOKEN=root", "the emulator accepted the token",
-			"the FlashArray emulator accepted the token", "vault write -f pure1/config/fa/rotate", "make dev-stop"} {
+			"the FlashArray emulator accepted the token", "the FlashBlade emulator accepted the token",
+			"vault write -f pure1/config/fa/rotate", "make dev-stop"} {
 			if !strings.Contains(out, want) {
 				t.Errorf("dev.sh output lacks %q", want)
 			}
 		}
 		pids := devPids(t, devDir)
-		if len(pids) != 3 {
-			t.Fatalf("pid files in %s/run: %v, want vault, emulator and array", devDir, pids)
+		if len(pids) != 4 {
+			t.Fatalf("pid files in %s/run: %v, want vault, emulator, array and blade", devDir, pids)
 		}
 		vaultAddr := envFileValue(t, filepath.Join(devDir, "env"), "VAULT_ADDR")
 		dv := AttachVault(t, vaultAddr, "root")
 		emu := AttachEmulator(envFileValue(t, filepath.Join(devDir, "env"), "PURE1_EMULATOR_ADDR"))
 		emu.MustCallAPI(t, strings.TrimSpace(dv.MustCLI(t, "read", "-field=access_token", "pure1/creds/readonly")))
+
+		// Pure's own SDK judges make dev's arrays: Vault's client enabled
+		// with the kind's max_role form, a jwt role's JWT as its id_token
+		// listing arrays, no admin session left open.
+		sdk := installArraysSDK(t)
+		for _, a := range []struct{ kind, file, config, client string }{
+			{"flasharray", "array", "fa", "vault-fa"}, {"flashblade", "blade", "fb", "vault_fb"},
+		} {
+			token, err := os.ReadFile(filepath.Join(devDir, a.file+"-api-token"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			addr, err := os.ReadFile(filepath.Join(devDir, a.file+".addr"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			e := &ArrayEmulator{URL: strings.TrimSpace(string(addr)), Kind: a.kind, CAFile: filepath.Join(devDir, a.file+"-ca.pem"),
+				APIToken: strings.TrimSpace(string(token))}
+			dv.MustCLI(t, "write", "pure1/roles/"+a.config+"-jwt", "config="+a.config, "username=pureuser", "credential_type=jwt")
+			j := judge(t, sdk, e, strings.TrimSpace(dv.MustCLI(t, "read", "-field=jwt", "pure1/creds/"+a.config+"-jwt")))
+			if got := fmt.Sprint(j.enabledClients()); got != "["+a.client+"]" || len(j.ArraysIDToken) == 0 || j.OpenSessions != 0 {
+				t.Errorf("Pure's %s SDK on make dev's %s: clients %s, arrays by Vault's JWT %v, open sessions %d; want [%s], some, 0",
+					a.kind, a.kind, got, j.ArraysIDToken, j.OpenSessions, a.client)
+			}
+		}
 
 		// make dev again stops the running one first.
 		out = runScript(t, filepath.Join(root, "scripts", "dev.sh"), nil, append(env, "DEV_DETACH=1"))
@@ -201,8 +228,8 @@ func TestDevScript(t *testing.T) {
 			return strings.Contains(p.Log(), "Ctrl-C stops"), "not ready yet"
 		})
 		pids := devPids(t, devDir)
-		if len(pids) != 3 {
-			t.Fatalf("pid files: %v, want vault, emulator and array", pids)
+		if len(pids) != 4 {
+			t.Fatalf("pid files: %v, want vault, emulator, array and blade", pids)
 		}
 		// Ctrl-C: the terminal signals the whole foreground process group.
 		syscall.Kill(-p.Pid(), syscall.SIGINT)
