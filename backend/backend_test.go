@@ -187,8 +187,15 @@ type envOptions struct {
 	defaultLease time.Duration // mount default lease TTL; default 768h
 	clock        *fakeClock
 	replication  consts.ReplicationState // the node's replication state; default none (a primary that may write)
-	hosts        pure1.HostPolicy        // token_url hosts allowed besides Pure1 and loopback
+	hosts        pure1.HostPolicy        // token_url hosts allowed besides Pure1 (and loopback, below)
+	// noLoopback leaves out the loopback opt-in every other test env gets
+	// (PURE1_ALLOWED_TOKEN_HOSTS=loopback), for the tests of its refusal.
+	noLoopback bool
 }
+
+// loopbackHosts is the policy of exchangers the tests build themselves to
+// reach their emulators on loopback, as PURE1_ALLOWED_TOKEN_HOSTS=loopback.
+var loopbackHosts = pure1.HostPolicy{}.WithLoopback()
 
 // allowExample is the policy of tests that write a token_url on a made-up
 // host, as a registrar would allow it.
@@ -243,7 +250,13 @@ func newTestEnvWith(t testing.TB, opts envOptions, set func(*Options)) *testEnv 
 	inmem := &logical.InmemStorage{}
 	conf.StorageView = inmem
 
-	bo := Options{Exchanger: opts.exchanger, Now: opts.clock.Now, Hosts: opts.hosts}
+	hosts := opts.hosts
+	if !opts.noLoopback {
+		// The tests' endpoints are httptest servers and emulators on
+		// loopback, which a registrar allows with the word loopback.
+		hosts = hosts.WithLoopback()
+	}
+	bo := Options{Exchanger: opts.exchanger, Now: opts.clock.Now, Hosts: hosts}
 	if set != nil {
 		set(&bo)
 	}
@@ -600,6 +613,7 @@ func newTestEmulator(t testing.TB, clock *fakeClock, lifetime time.Duration) *te
 			Client: srv.Client(),
 			Now:    clock.Now,
 			Retry:  testRetry,
+			Hosts:  loopbackHosts,
 		}),
 	}
 }

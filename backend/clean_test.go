@@ -54,7 +54,7 @@ func TestCleanStopsExchangesAndConnections(t *testing.T) {
 		// The backend's own pooled transport, as in production, with an
 		// attempt timeout far beyond the test's patience: only Clean can
 		// end the hanging exchange.
-		ex := pure1.NewHTTPExchanger(pure1.HTTPExchangerOptions{AttemptTimeout: 10 * time.Minute, Retry: testRetry})
+		ex := pure1.NewHTTPExchanger(pure1.HTTPExchangerOptions{AttemptTimeout: 10 * time.Minute, Retry: testRetry, Hosts: loopbackHosts})
 		e := newTestEnv(t, envOptions{exchanger: ex, clock: newClock(time.Now())})
 		if storage != nil {
 			e.inmem = storage

@@ -302,7 +302,7 @@ func closedLoopbackURL(t *testing.T) string {
 
 func TestAccessTokenNetworkFailure(t *testing.T) {
 	clock := newClock(testEpoch)
-	ex := pure1.NewHTTPExchanger(pure1.HTTPExchangerOptions{Now: clock.Now, Retry: testRetry, AttemptTimeout: 5 * time.Second})
+	ex := pure1.NewHTTPExchanger(pure1.HTTPExchangerOptions{Now: clock.Now, Retry: testRetry, AttemptTimeout: 5 * time.Second, Hosts: loopbackHosts})
 	e := newTestEnv(t, envOptions{exchanger: ex, clock: clock})
 	url := closedLoopbackURL(t)
 	e.mustWrite("config/c", map[string]interface{}{"private_key": keyA().pkcs8, "app_id": appID1, "token_url": url})

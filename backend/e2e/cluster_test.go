@@ -287,7 +287,8 @@ func TestCluster(t *testing.T) {
 		copyFile(t, built, filepath.Join(c.dir, fmt.Sprintf("node%d", n), "plugins", newCmd), 0o755)
 	}
 	active := c.waitActive(t, 30*time.Second, 0)
-	c.node[active].MustCLI(t, "plugin", "register", "-sha256="+newSHA, "-version="+newVersion, "-command="+newCmd, "secret", PluginName)
+	c.node[active].MustCLI(t, "plugin", "register", "-sha256="+newSHA, "-version="+newVersion, "-command="+newCmd,
+		"-env", "PURE1_ALLOWED_TOKEN_HOSTS=loopback", "secret", PluginName) // the same -env as the first registration: the emulators are on loopback
 	c.node[active].MustCLI(t, "secrets", "tune", "-plugin-version="+newVersion, "pure1/")
 	c.node[active].MustCLI(t, "plugin", "reload", "-type=secret", "-plugin="+PluginName, "-scope=global")
 	for _, n := range c.nodes() {

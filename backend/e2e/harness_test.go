@@ -879,10 +879,12 @@ func (v *Vault) InstallPlugin(t testing.TB, src, fileName string) string {
 }
 
 // RegisterPlugin registers command (a file in the plugin directory) as the
-// secret plugin vault-plugin-secrets-pure1 at version.
+// secret plugin vault-plugin-secrets-pure1 at version, allowing loopback
+// token and array hosts (the emulators), as the docs tell an operator to.
 func (v *Vault) RegisterPlugin(t testing.TB, command, sha256, version string) {
 	t.Helper()
-	v.MustCLI(t, "plugin", "register", "-sha256="+sha256, "-version="+version, "-command="+command, "secret", PluginName)
+	v.MustCLI(t, "plugin", "register", "-sha256="+sha256, "-version="+version, "-command="+command,
+		"-env", "PURE1_ALLOWED_TOKEN_HOSTS=loopback", "secret", PluginName)
 }
 
 // CLIError is a vault CLI run that exited non-zero.

@@ -18,7 +18,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/cenkalti/backoff/v5"
-	"github.com/hashicorp/go-cleanhttp"
 	"github.com/hashicorp/go-hclog"
 )
 
@@ -123,7 +122,9 @@ type HTTPExchangerOptions struct {
 	Retry          RetryPolicy
 	Logger         hclog.Logger
 	// Client replaces the pooled client (for tests and the CLI); its Timeout
-	// is kept. The exchanger uses a copy that never follows a redirect.
+	// is kept. The exchanger uses a copy that never follows a redirect. Its
+	// transport does its own dialing: build it on Hosts.Transport() so that
+	// names resolving to loopback are refused where they are dialed.
 	Client *http.Client
 	Now    func() time.Time
 	// Hosts says which token URLs may receive a JWT; the zero value allows
@@ -153,8 +154,9 @@ type HTTPExchanger struct {
 // maxResponseBytes caps what is read of a token response; real ones are ~1 KiB.
 const maxResponseBytes = 1 << 20
 
-// NewHTTPExchanger builds an Exchanger on go-cleanhttp's pooled transport:
-// proxy from HTTP(S)_PROXY/NO_PROXY, dial/TLS/idle timeouts, keep-alive.
+// NewHTTPExchanger builds an Exchanger on the host policy's transport
+// (go-cleanhttp's pooled one: proxy from HTTP(S)_PROXY/NO_PROXY, dial/TLS/idle
+// timeouts, keep-alive; plus the loopback check where it dials).
 func NewHTTPExchanger(opts HTTPExchangerOptions) *HTTPExchanger {
 	var client *http.Client
 	if opts.Client != nil {
@@ -162,7 +164,9 @@ func NewHTTPExchanger(opts HTTPExchangerOptions) *HTTPExchanger {
 		c := *opts.Client
 		client = &c
 	} else {
-		client = cleanhttp.DefaultPooledClient()
+		// The policy's transport: a token_url whose name resolves to a
+		// loopback address is refused where it is dialed.
+		client = &http.Client{Transport: opts.Hosts.Transport()}
 		t := opts.AttemptTimeout
 		if t <= 0 {
 			t = 15 * time.Second
@@ -306,6 +310,10 @@ func (e *HTTPExchanger) attempt(ctx context.Context, tokenURL, form string) (tok
 	sent := e.now()
 	resp, err = e.client.Do(req)
 	if err != nil {
+		if errors.Is(err, ErrHostNotAllowed) {
+			// The dialer refused the address the name resolved to.
+			return nil, backoff.Permanent(fmt.Errorf("%w: POST %s: no request was sent: %w", ErrRejected, safeURL(tokenURL), redactURLError(err)))
+		}
 		if why := PermanentNetError(err, e.field, e.hint); why != "" {
 			return nil, fmt.Errorf("%w: POST %s: %v (%w: %s)", ErrUnavailable, safeURL(tokenURL), describeNetErr(err), errPermanentNet, why)
 		}
@@ -367,6 +375,8 @@ func PermanentNetError(err error, field, tlsHint string) string {
 		tlsHint = "check " + field + ", or add the CA to the system's trust store"
 	}
 	switch {
+	case errors.Is(err, ErrHostNotAllowed):
+		return "the address " + field + " resolved to is not allowed; no request was sent"
 	case errors.As(err, &unknownCA):
 		return certErrText + ": it is signed by an authority this host does not trust; " + tlsHint
 	case errors.As(err, &hostErr):

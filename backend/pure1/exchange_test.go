@@ -181,6 +181,10 @@ func newTestExchanger(t *testing.T, opts HTTPExchangerOptions) *HTTPExchanger {
 	if opts.AttemptTimeout == 0 {
 		opts.AttemptTimeout = 5 * time.Second
 	}
+	// The endpoints here are httptest servers on loopback, which a plugin
+	// reaches only when its registrar allows it; the tests of that refusal
+	// call NewHTTPExchanger themselves.
+	opts.Hosts = opts.Hosts.WithLoopback()
 	e := NewHTTPExchanger(opts)
 	t.Cleanup(e.client.CloseIdleConnections)
 	return e

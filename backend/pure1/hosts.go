@@ -1,13 +1,21 @@
 package pure1
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"sort"
 	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-cleanhttp"
 )
 
 // Pure1Host is the one remote host a JWT goes to unless the plugin's
@@ -15,23 +23,38 @@ import (
 const Pure1Host = "api.pure1.purestorage.com"
 
 // AllowedHostsEnv names the environment variable that allows hosts besides
-// Pure1's and loopback: comma-separated host names or host:port. For the
-// plugin it is set with `vault plugin register -env`, which takes sudo in
-// Vault, so whoever may only write a config cannot aim live JWTs elsewhere.
+// Pure1's: comma-separated host names or host:port, and the word loopback
+// for the Vault host's own loopback addresses. For the plugin it is set with
+// `vault plugin register -env`, which takes sudo in Vault, so whoever may
+// only write a config cannot aim live JWTs (or an array's admin token)
+// elsewhere, nor at a service listening on the Vault host itself.
 const AllowedHostsEnv = "PURE1_ALLOWED_TOKEN_HOSTS"
 
-// ErrHostNotAllowed: a URL names a host the HostPolicy does not allow. No
+// LoopbackWord, as an item of $PURE1_ALLOWED_TOKEN_HOSTS, allows loopback
+// addresses: 127.0.0.0/8, ::1, localhost, and any name that resolves to one.
+const LoopbackWord = "loopback"
+
+// LoopbackFix is what an operator runs to allow loopback, for messages.
+const LoopbackFix = "vault plugin register -env " + AllowedHostsEnv + "=" + LoopbackWord + " ... (then vault plugin reload)"
+
+// ErrHostNotAllowed: a URL names a host the HostPolicy does not allow, or
+// its name resolved to a loopback address the policy does not allow. No
 // request is sent there.
 var ErrHostNotAllowed = errors.New("host not allowed")
 
-// HostPolicy decides which URLs may receive a signed JWT: https to Pure1's
-// host, http or https to a loopback address (a local emulator), and https to
-// the hosts the registrar listed. The zero value is that default with no extra
-// host. It is a value, built once at plugin start, so every client that
-// signs for a host (the Pure1 token exchange, later an array's) checks the
-// same list.
+// HostPolicy decides which URLs may receive a signed JWT or an array's
+// token: https to Pure1's host and to the hosts the registrar listed, and,
+// only when the registrar wrote the word loopback, http or https to a
+// loopback address (a local emulator). The zero value allows Pure1 alone.
+// It is a value, built once at plugin start, so every client that signs for
+// a host (the Pure1 token exchange, an array's) checks the same list, by
+// spelling in Check and by the address actually dialed in Transport.
 type HostPolicy struct {
-	hosts map[string]bool // lower-case "host" (any port) or "host:port"
+	hosts    map[string]bool // lower-case "host" (any port) or "host:port"
+	loopback bool
+	// resolver replaces net.DefaultResolver in Transport's dialer; tests
+	// make a name resolve to loopback without touching /etc/hosts.
+	resolver *net.Resolver
 }
 
 // HostPolicyFromEnv builds the policy from $PURE1_ALLOWED_TOKEN_HOSTS.
@@ -40,38 +63,69 @@ func HostPolicyFromEnv() (HostPolicy, error) {
 }
 
 // NewHostPolicy parses a comma-separated list of allowed hosts, each a host
-// name or IP address, optionally with :port. Empty items are ignored.
+// name or IP address, optionally with :port, or the word loopback. Empty
+// items are ignored. A loopback address or localhost in the list is refused:
+// the word loopback is the one way to allow them, so there is one thing to
+// look for when reviewing a registration.
 func NewHostPolicy(list string) (HostPolicy, error) {
 	p := HostPolicy{hosts: map[string]bool{}}
 	for _, item := range strings.Split(list, ",") {
 		item = strings.ToLower(strings.TrimSpace(item))
-		if item == "" {
+		switch item {
+		case "":
+			continue
+		case LoopbackWord:
+			p.loopback = true
 			continue
 		}
 		u, err := url.Parse("https://" + item)
 		if err != nil || u.Host != item || u.Hostname() == "" || u.User != nil {
-			return HostPolicy{}, fmt.Errorf("%s: %q is not a host name or host:port (give names such as pure1.example.com or 10.0.0.5:8443, comma-separated, without https:// or a path)",
-				AllowedHostsEnv, printableHost(item))
+			return HostPolicy{}, fmt.Errorf("%s: %q is not a host name or host:port (give names such as pure1.example.com or 10.0.0.5:8443, or the word %s, comma-separated, without https:// or a path)",
+				AllowedHostsEnv, printableHost(item), LoopbackWord)
+		}
+		if u.Hostname() == LoopbackWord {
+			return HostPolicy{}, fmt.Errorf("%s: %q: the word %s takes no port; it allows every loopback address and port",
+				AllowedHostsEnv, printableHost(item), LoopbackWord)
+		}
+		if isLoopbackHost(u.Hostname()) {
+			return HostPolicy{}, fmt.Errorf("%s: %q is a loopback address: write the word %s instead (%s=%s) to allow the Vault host's loopback addresses",
+				AllowedHostsEnv, printableHost(item), LoopbackWord, AllowedHostsEnv, LoopbackWord)
 		}
 		p.hosts[item] = true
 	}
 	return p, nil
 }
 
-// AllowedHosts lists the extra hosts, sorted, for messages and logs.
+// WithLoopback is the policy with loopback allowed, as if the list held the
+// word loopback: for pure1-token, whose user signs with their own key on
+// their own machine, where a local emulator is theirs to reach.
+func (p HostPolicy) WithLoopback() HostPolicy {
+	p.loopback = true
+	return p
+}
+
+// AllowsLoopback says whether loopback addresses may be reached.
+func (p HostPolicy) AllowsLoopback() bool { return p.loopback }
+
+// AllowedHosts lists the extra hosts, sorted, for messages and logs; the
+// word loopback comes first when it is allowed.
 func (p HostPolicy) AllowedHosts() []string {
-	out := make([]string, 0, len(p.hosts))
+	out := make([]string, 0, len(p.hosts)+1)
 	for h := range p.hosts {
 		out = append(out, h)
 	}
 	sort.Strings(out)
+	if p.loopback {
+		out = append([]string{LoopbackWord}, out...)
+	}
 	return out
 }
 
 // Check refuses a URL that must not receive a JWT. field names the setting in
-// the message (token_url, --token-url, later array_url). The error wraps
+// the message (token_url, --token-url, array_url). The error wraps
 // ErrHostNotAllowed when the host is the problem, so callers can say how the
-// operator allows it.
+// operator allows it. Check judges the spelling; a name that resolves to a
+// loopback address is caught where it is dialed (Transport).
 func (p HostPolicy) Check(field, raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" || u.Opaque != "" {
@@ -84,21 +138,32 @@ func (p HostPolicy) Check(field, raw string) error {
 	if host == "" {
 		return fmt.Errorf("%s names no host: give one, such as %s", field, DefaultTokenURL)
 	}
+	loop := isLoopbackHost(host)
 	switch u.Scheme {
 	case "https":
 	case "http":
-		if isLoopbackHost(host) {
-			return nil
+		if !loop {
+			when := ""
+			if !p.loopback {
+				when = ", when the operator who registers the plugin allows loopback (" + AllowedHostsEnv + "=" + LoopbackWord + ")"
+			}
+			return fmt.Errorf("%s must use https: plain http is only allowed to localhost or another loopback address (127.0.0.1, ::1), for a local emulator%s; not %s",
+				field, when, printableHost(host))
 		}
-		return fmt.Errorf("%s must use https: plain http is only allowed to localhost or another loopback address (127.0.0.1, ::1), for a local emulator, not %s",
-			field, printableHost(host))
 	default:
 		return fmt.Errorf("%s must use https, not %q", field, printableHost(u.Scheme))
 	}
-	if host == Pure1Host || isLoopbackHost(host) || p.hosts[host] || p.hosts[strings.ToLower(u.Host)] || p.hosts[hostWithDefaultPort(u)] {
+	if loop {
+		if p.loopback {
+			return nil
+		}
+		return fmt.Errorf("%w: %s names %s, a loopback address of the Vault host, which may receive a signed JWT or token only when the operator who registers the plugin allows it with %s",
+			ErrHostNotAllowed, field, printableHost(u.Host), LoopbackFix)
+	}
+	if host == Pure1Host || p.hosts[host] || p.hosts[strings.ToLower(u.Host)] || p.hosts[hostWithDefaultPort(u)] {
 		return nil
 	}
-	return fmt.Errorf("%w: %s names %s, which may not receive a signed JWT: only %s and loopback addresses may, unless the operator who registers the plugin allows it with vault plugin register -env %s=%s ... (then vault plugin reload)",
+	return fmt.Errorf("%w: %s names %s, which may not receive a signed JWT: only %s may, unless the operator who registers the plugin allows it with vault plugin register -env %s=%s ... (then vault plugin reload)",
 		ErrHostNotAllowed, field, printableHost(u.Host), Pure1Host, AllowedHostsEnv, printableHost(u.Host))
 }
 
@@ -110,19 +175,92 @@ func hostWithDefaultPort(u *url.URL) string {
 	return strings.ToLower(net.JoinHostPort(u.Hostname(), "443"))
 }
 
-// ValidateTokenURL checks a token endpoint against the default policy: Pure1
-// or loopback. Callers that honour $PURE1_ALLOWED_TOKEN_HOSTS use a
-// HostPolicy's Check instead.
-func ValidateTokenURL(field, raw string) error {
-	return HostPolicy{}.Check(field, raw)
+// Transport is go-cleanhttp's pooled transport (proxy from the environment,
+// timeouts, keep-alive) whose dialer holds the policy at the address it
+// connects to: without loopback allowed, a connection to a loopback or
+// unspecified address is refused before it is made, whatever name led
+// there, so a host name that resolves (or is later re-pointed) to 127.0.0.1
+// gets nothing. A proxy named by the plugin's environment is the
+// registrar's choice and is dialed as is, even on loopback.
+func (p HostPolicy) Transport() *http.Transport {
+	t := cleanhttp.DefaultPooledTransport()
+	p.guard(t)
+	return t
 }
 
+// guard replaces t's dialer with the policy's, keeping t's proxy rule.
+func (p HostPolicy) guard(t *http.Transport) {
+	// The settings of cleanhttp's dialer, plus the check.
+	guarded := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second, Resolver: p.resolver}
+	if !p.loopback {
+		guarded.Control = refuseLoopback
+	}
+	plain := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second, Resolver: p.resolver}
+	var proxies sync.Map // "host:port" of the proxies this transport was given
+	if next := t.Proxy; next != nil {
+		t.Proxy = func(r *http.Request) (*url.URL, error) {
+			u, err := next(r)
+			if u != nil {
+				proxies.Store(proxyAddr(u), true)
+			}
+			return u, err
+		}
+	}
+	t.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if _, ok := proxies.Load(strings.ToLower(addr)); ok {
+			return plain.DialContext(ctx, network, addr)
+		}
+		return guarded.DialContext(ctx, network, addr)
+	}
+}
+
+// refuseLoopback is the dialer's last look before connect(2): address is
+// the IP and port resolution chose, whatever name the URL gave.
+func refuseLoopback(_, address string, _ syscall.RawConn) error {
+	ap, err := netip.ParseAddrPort(address)
+	if err != nil {
+		return fmt.Errorf("%w: cannot read the address dialed (%q): %v", ErrHostNotAllowed, printableHost(address), err)
+	}
+	if ip := ap.Addr().Unmap(); ip.IsLoopback() || ip.IsUnspecified() {
+		return fmt.Errorf("%w: the host name resolved to %s, a loopback address of the Vault host; no connection was made: a JWT or token goes to loopback only when the operator who registers the plugin allows it with %s",
+			ErrHostNotAllowed, ip, LoopbackFix)
+	}
+	return nil
+}
+
+// proxyAddr is the host:port the transport dials for proxy u.
+func proxyAddr(u *url.URL) string {
+	port := u.Port()
+	if port == "" {
+		switch u.Scheme {
+		case "https":
+			port = "443"
+		case "socks5", "socks5h":
+			port = "1080"
+		default:
+			port = "80"
+		}
+	}
+	return strings.ToLower(net.JoinHostPort(u.Hostname(), port))
+}
+
+// isLoopbackHost says whether a host, as spelled, is the Vault host itself:
+// localhost (and RFC 6761's *.localhost, which resolvers may answer with
+// 127.0.0.1), a loopback address, or the unspecified address (0.0.0.0 and
+// :: reach the local host when dialed).
 func isLoopbackHost(h string) bool {
-	if strings.EqualFold(h, "localhost") {
+	h = strings.TrimSuffix(strings.ToLower(h), ".")
+	if h == "localhost" || strings.HasSuffix(h, ".localhost") {
 		return true
 	}
-	ip := net.ParseIP(h)
-	return ip != nil && ip.IsLoopback()
+	ip, err := netip.ParseAddr(h)
+	if err != nil {
+		// A zone (fe80::1%eth0) or an IPv4 form netip does not read.
+		legacy := net.ParseIP(h)
+		return legacy != nil && (legacy.IsLoopback() || legacy.IsUnspecified())
+	}
+	ip = ip.Unmap()
+	return ip.IsLoopback() || ip.IsUnspecified()
 }
 
 // printableHost keeps what a config writer typed short and printable in

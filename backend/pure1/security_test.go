@@ -100,6 +100,10 @@ func TestHostPolicyCheck(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	loop, err := NewHostPolicy("pure1.example.com, LOOPBACK")
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range []struct {
 		policy  HostPolicy
 		url     string
@@ -109,9 +113,23 @@ func TestHostPolicyCheck(t *testing.T) {
 	}{
 		{HostPolicy{}, DefaultTokenURL, true, "", false},
 		{HostPolicy{}, "https://API.PURE1.purestorage.com:443/oauth2/1.0/token", true, "", false},
-		{HostPolicy{}, "http://127.0.0.1:8080/oauth2/1.0/token", true, "", false},
-		{HostPolicy{}, "https://localhost/x", true, "", false},
-		{HostPolicy{}, "http://[::1]:9/x", true, "", false},
+		// Loopback only with the registrar's word for it.
+		{HostPolicy{}, "http://127.0.0.1:8080/oauth2/1.0/token", false, "PURE1_ALLOWED_TOKEN_HOSTS=loopback", true},
+		{HostPolicy{}, "https://localhost/x", false, "PURE1_ALLOWED_TOKEN_HOSTS=loopback", true},
+		{HostPolicy{}, "https://LocalHost./x", false, "PURE1_ALLOWED_TOKEN_HOSTS=loopback", true},
+		{HostPolicy{}, "https://vault.localhost/x", false, "PURE1_ALLOWED_TOKEN_HOSTS=loopback", true},
+		{HostPolicy{}, "http://[::1]:9/x", false, "PURE1_ALLOWED_TOKEN_HOSTS=loopback", true},
+		{HostPolicy{}, "https://127.1.2.3:8200/x", false, "PURE1_ALLOWED_TOKEN_HOSTS=loopback", true},
+		{HostPolicy{}, "https://[::ffff:127.0.0.1]/x", false, "PURE1_ALLOWED_TOKEN_HOSTS=loopback", true},
+		{HostPolicy{}, "https://0.0.0.0:8200/x", false, "PURE1_ALLOWED_TOKEN_HOSTS=loopback", true},
+		{extra, "https://localhost:8443/x", false, "PURE1_ALLOWED_TOKEN_HOSTS=loopback", true},
+		{loop, "http://127.0.0.1:8080/oauth2/1.0/token", true, "", false},
+		{loop, "https://localhost/x", true, "", false},
+		{loop, "http://[::1]:9/x", true, "", false},
+		{loop, "http://localhost.:9/x", true, "", false},
+		{loop, "http://pure1.example.com/x", false, "must use https", false},
+		{loop, "https://pure1.example.com/x", true, "", false},
+		{loop, "https://other.example.com/t", false, "PURE1_ALLOWED_TOKEN_HOSTS=other.example.com", true},
 		{HostPolicy{}, "https://attacker.example/oauth2/1.0/token", false, "vault plugin register -env PURE1_ALLOWED_TOKEN_HOSTS=attacker.example", true},
 		{HostPolicy{}, "https://api.pure1.purestorage.com.attacker.example/x", false, "may not receive a signed JWT", true},
 		{HostPolicy{}, "http://api.pure1.purestorage.com/x", false, "must use https", false},
@@ -153,6 +171,15 @@ func TestNewHostPolicy(t *testing.T) { // not parallel: it sets the environment
 		{"", []string{}, false},
 		{" , ,", []string{}, false},
 		{"a.example, B.example:8443", []string{"a.example", "b.example:8443"}, false},
+		{"loopback", []string{"loopback"}, false},
+		{"a.example, Loopback ,b.example", []string{"loopback", "a.example", "b.example"}, false},
+		// Loopback addresses are allowed by the word alone, never listed.
+		{"localhost", nil, true},
+		{"127.0.0.1:8443", nil, true},
+		{"[::1]", nil, true},
+		{"0.0.0.0", nil, true},
+		{"emulator.localhost", nil, true},
+		{"loopback:8443", nil, true},
 		{"https://a.example", nil, true},
 		{"a.example/oauth2", nil, true},
 		{"user@a.example", nil, true},

@@ -333,6 +333,10 @@ func (c *cli) parseArgs(args []string) (*options, error) {
 		if err != nil {
 			return nil, usagef("%v", err)
 		}
+		// Loopback stays allowed here, unlike in the plugin: the key and
+		// the machine are the user's own, so a local emulator is theirs to
+		// reach, and no config writer stands between them and the JWT.
+		hosts = hosts.WithLoopback()
 		if err := hosts.Check("--token-url", o.tokenURL); err != nil {
 			if errors.Is(err, pure1.ErrHostNotAllowed) {
 				// The JWT is the user's own, but a copied command line
