@@ -22,7 +22,7 @@ import (
 // CA's PEM and the login API token go to files (the token 0600), so tests
 // and make dev can configure Vault with them; the address is printed and,
 // with -addr-file, written once listening. Its admin API (stats, clients,
-// faults) is under /emulator/ on the same address.
+// users, faults) is under /emulator/ on the same address.
 func serveArray(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("array", stderr)
 	kind := fs.String("kind", arrayemu.FlashArray, "array `kind`: flasharray or flashblade; each answers only its own wire")
@@ -30,7 +30,8 @@ func serveArray(args []string, stdout, stderr io.Writer) error {
 	addrFile := fs.String("addr-file", "", "write the base URL (https://...) to this `file` once listening")
 	caFile := fs.String("ca-file", "", "write the emulator's CA certificate (PEM) to this `file`: the ca_cert a client must trust (required)")
 	tokenFile := fs.String("api-token-file", "", "write pureuser's API token, which login takes (FlashArray POST /api/2.x/login, FlashBlade POST /api/login), to this `file`, mode 0600 (required)")
-	users := fs.String("users", "pureuser", "comma-separated array `users` a JWT's sub may name")
+	users := fs.String("users", "pureuser", "comma-separated local `users` the array starts with besides the built-in pureuser (role array_admin, no API token): names a JWT's sub may give")
+	maxUsers := fs.Int("max-users", arrayemu.DefaultMaxUsers, "local users, pureuser included, the array holds before POST admins is refused (400)")
 	wrap := fs.Bool("wrap-token", false, `answer the token endpoint as {"items":[...]} instead of plain OAuth JSON`)
 	quiet := fs.Bool("quiet", false, "do not log requests to stderr")
 	if err := parse(fs, args); err != nil {
@@ -46,7 +47,10 @@ func serveArray(args []string, stdout, stderr io.Writer) error {
 	if !*quiet {
 		logger = log.New(stderr, "pure1-emulator array ("+*kind+"): ", log.LstdFlags|log.Lmicroseconds)
 	}
-	emu, err := arrayemu.New(arrayemu.Options{Kind: *kind, Users: strings.Split(*users, ","), WrapToken: *wrap, Logger: logger})
+	if *maxUsers < 1 {
+		return usagef("-max-users %d: give at least 1 (pureuser is a user too)", *maxUsers)
+	}
+	emu, err := arrayemu.New(arrayemu.Options{Kind: *kind, Users: strings.Split(*users, ","), MaxUsers: *maxUsers, WrapToken: *wrap, Logger: logger})
 	if err != nil {
 		return usageError{err}
 	}

@@ -17,6 +17,9 @@ const (
 	// array of them (204; 400 {"error"} when one is invalid, none queued),
 	// DELETE to clear (204).
 	FaultsPath = "/emulator/faults"
+	// UsersPath: GET, {"items": [User...]} by name: each local user's role
+	// and its API token's times, never a secret.
+	UsersPath = "/emulator/users"
 )
 
 func (s *Server) admin(w http.ResponseWriter, r *http.Request) {
@@ -29,9 +32,13 @@ func (s *Server) admin(w http.ResponseWriter, r *http.Request) {
 		if allowMethods(w, r, http.MethodGet) {
 			writeJSON(w, http.StatusOK, map[string]any{"items": s.Clients()})
 		}
+	case UsersPath:
+		if allowMethods(w, r, http.MethodGet) {
+			writeJSON(w, http.StatusOK, map[string]any{"items": s.Users()})
+		}
 	case FaultsPath:
 		s.handleFaults(w, r)
 	default:
-		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no admin endpoint " + r.URL.Path + "; use " + StatsPath + ", " + ClientsPath + " or " + FaultsPath})
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no admin endpoint " + r.URL.Path + "; use " + StatsPath + ", " + ClientsPath + ", " + UsersPath + " or " + FaultsPath})
 	}
 }

@@ -180,7 +180,7 @@ func jsonErrorField(err error) string {
 // mayManage refuses (403) a principal that may not change API clients.
 func (s *Server) mayManage(w http.ResponseWriter, p principal) bool {
 	if p.role != roleArrayAdmin {
-		writeErrors(w, http.StatusForbidden, "max_role", fmt.Sprintf("Forbidden: managing API clients needs the %s role; this access token has %s.", roleArrayAdmin, p.role))
+		writeErrors(w, http.StatusForbidden, "max_role", fmt.Sprintf("Forbidden: managing API clients needs the %s role; %s.", roleArrayAdmin, p.describe()))
 		return false
 	}
 	return true

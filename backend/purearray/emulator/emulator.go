@@ -14,13 +14,17 @@
 //   - POST /oauth2/1.0/token: the API client JWT exchange (form-encoded),
 //     verifying kid, signature, aud, iss, sub (a user of the array), exp and
 //     that the client is enabled;
-//   - GET /api/<2.x>/arrays with a session or an access token.
+//   - GET /api/<2.x>/arrays with a session or an access token;
+//   - /api/<2.x>/admins (GET, POST, DELETE) and /api/<2.x>/admins/api-tokens
+//     (GET, POST, DELETE): local users and their API tokens, which log in
+//     with the user's role (admins.go).
 //
 // Where they differ (see kind.go): the api_version key ("version" on a
 // FlashArray, "versions" on a FlashBlade), the login and logout paths
 // (versioned on a FlashArray, /api/login and /api/logout on a FlashBlade),
 // max_role (a string on a FlashArray, {"name": role} on a FlashBlade), API
-// client names, and the arrays item.
+// client names, the arrays item, and how admins and their tokens are named
+// (ids and admin_names/admin_ids on a FlashBlade only).
 //
 // JSON bodies need Content-Type: application/json (else 415), unknown fields
 // and unknown query parameters are refused with 400, errors come in the REST
@@ -73,7 +77,7 @@ const (
 	// clockSkew is how far in the future a JWT's iat may be.
 	clockSkew = 30 * time.Second
 	// adminUser is the array's built-in administrator, whose API token
-	// logs in.
+	// New makes.
 	adminUser = "pureuser"
 	// roleArrayAdmin may manage API clients.
 	roleArrayAdmin = "array_admin"
@@ -87,11 +91,16 @@ type Options struct {
 	// Kind is FlashArray ("flasharray", the default) or FlashBlade
 	// ("flashblade").
 	Kind string
-	// Users are the array's users (the sub a JWT may name); default pureuser.
+	// Users are the local users the array starts with, besides the
+	// built-in pureuser (which may be listed too): names a JWT's sub may
+	// give, with role array_admin and no API token.
 	Users []string
 	// APIToken is the API token of pureuser that logs in; default random
-	// (a FlashBlade's starts with "T-", as its tokens do).
+	// (a FlashBlade's starts with "T-", as its tokens do). It never expires.
 	APIToken string
+	// MaxUsers is how many local users, pureuser included, the array holds
+	// before POST admins is refused; 0 means DefaultMaxUsers.
+	MaxUsers int
 	// WrapToken answers the token endpoint as {"items":[...]}, as some
 	// Purity versions do, instead of a plain OAuth answer.
 	WrapToken bool
@@ -133,6 +142,22 @@ type Stats struct {
 	// Clients is the number of API clients on the array.
 	Clients     int `json:"clients"`
 	FaultsFired int `json:"faults_fired"`
+	// Users is the number of local users, pureuser included; the others
+	// count what admins and admins/api-tokens changed.
+	Users            int `json:"users"`
+	UsersCreated     int `json:"users_created"`
+	UsersDeleted     int `json:"users_deleted"`
+	APITokensCreated int `json:"api_tokens_created"`
+	// APITokensDeleted counts tokens deleted, by DELETE admins/api-tokens
+	// or with their user.
+	APITokensDeleted int `json:"api_tokens_deleted"`
+	// LoginsByUser counts logins by whose API token logged in;
+	// ExpiredTokenLogins the logins refused because the token had expired.
+	LoginsByUser       map[string]int `json:"logins_by_user"`
+	ExpiredTokenLogins int            `json:"expired_token_logins"`
+	// SessionsEndedByUserDelete are sessions that ended because their user
+	// was deleted, not logged out.
+	SessionsEndedByUserDelete int `json:"sessions_ended_by_user_delete"`
 	// Requests and Refused count requests by step (see Steps; "other" for
 	// any other path), Refused those answered 4xx by the array itself (not
 	// by an injected fault).
@@ -149,8 +174,7 @@ type session struct {
 type Server struct {
 	opts     Options
 	kind     *kind
-	users    map[string]bool
-	apiToken string
+	maxUsers int
 	// signKey signs the access tokens (HS256: only the emulator verifies them).
 	signKey []byte
 	arrayID string
@@ -158,6 +182,8 @@ type Server struct {
 	mu       sync.Mutex
 	clients  map[string]*APIClient // by name
 	sessions map[string]session    // x-auth-token -> session
+	users    map[string]*localUser // by name
+	tokens   map[string]string     // API token -> user name
 	stats    Stats
 
 	faultsMu sync.Mutex
@@ -179,28 +205,48 @@ func New(opts Options) (*Server, error) {
 	if len(opts.Users) == 0 {
 		opts.Users = []string{adminUser}
 	}
+	if opts.MaxUsers == 0 {
+		opts.MaxUsers = DefaultMaxUsers
+	}
 	s := &Server{
 		opts:     opts,
 		kind:     k,
-		users:    map[string]bool{},
-		apiToken: opts.APIToken,
+		maxUsers: opts.MaxUsers,
 		signKey:  []byte(randomHex(32)),
 		arrayID:  formatUUID(randomHex(16)),
 		clients:  map[string]*APIClient{},
 		sessions: map[string]session{},
-		stats:    Stats{IssuedByClient: map[string]int{}, Requests: map[string]int{}, Refused: map[string]int{}},
+		users:    map[string]*localUser{},
+		tokens:   map[string]string{},
+		stats: Stats{IssuedByClient: map[string]int{}, Requests: map[string]int{}, Refused: map[string]int{},
+			LoginsByUser: map[string]int{}},
 	}
+	named := 0
+	pure := s.addUser(adminUser, roleArrayAdmin, true)
 	for _, u := range opts.Users {
-		if u = strings.TrimSpace(u); u != "" {
-			s.users[u] = true
+		if u = strings.TrimSpace(u); u == "" {
+			continue
 		}
+		named++
+		if s.users[u] != nil {
+			continue
+		}
+		if !k.userName.MatchString(u) {
+			return nil, fmt.Errorf("user %q: a %s local user name has %s", u, k.product, k.userNameRule)
+		}
+		s.addUser(u, roleArrayAdmin, false)
 	}
-	if len(s.users) == 0 {
+	if named == 0 {
 		return nil, fmt.Errorf("users %q names no user: give at least one, e.g. %s", strings.Join(opts.Users, ","), adminUser)
 	}
-	if s.apiToken == "" {
-		s.apiToken = k.tokenPrefix + formatUUID(randomHex(16))
+	if opts.MaxUsers < len(s.users) {
+		return nil, fmt.Errorf("max users %d is fewer than the %d users the array starts with: give at least %d", opts.MaxUsers, len(s.users), len(s.users))
 	}
+	tok := opts.APIToken
+	if tok == "" {
+		tok = k.tokenPrefix + formatUUID(randomHex(16))
+	}
+	s.setToken(pure, tok, s.opts.Now(), 0)
 	return s, nil
 }
 
@@ -211,8 +257,17 @@ func (s *Server) Kind() string { return s.kind.name }
 // FlashArray, 2.17 on a FlashBlade).
 func (s *Server) APIVersion() string { return s.kind.newest }
 
-// APIToken is the token the login endpoint takes.
-func (s *Server) APIToken() string { return s.apiToken }
+// APIToken is pureuser's API token, which the login endpoint takes: the
+// one New made, or the one a POST admins/api-tokens made since ("" while
+// pureuser has none).
+func (s *Server) APIToken() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if t := s.users[adminUser].token; t != nil {
+		return t.secret
+	}
+	return ""
+}
 
 // Clients lists the API clients, by name.
 func (s *Server) Clients() []APIClient {
@@ -235,8 +290,10 @@ func (s *Server) Stats() Stats {
 	st.IssuedByClient = copyCounts(s.stats.IssuedByClient)
 	st.Requests = copyCounts(s.stats.Requests)
 	st.Refused = copyCounts(s.stats.Refused)
+	st.LoginsByUser = copyCounts(s.stats.LoginsByUser)
 	st.OpenSessions = len(s.sessions)
 	st.Clients = len(s.clients)
+	st.Users = len(s.users)
 	return st
 }
 
@@ -362,6 +419,28 @@ func (s *Server) route(r *http.Request) (string, http.HandlerFunc) {
 		return StepOther, methodNotAllowed(http.MethodGet, http.MethodPost, http.MethodPatch, http.MethodDelete)
 	case "arrays":
 		return StepArrays, s.arrays
+	case "admins":
+		switch r.Method {
+		case http.MethodGet:
+			return StepAdminsGet, s.getAdmins
+		case http.MethodPost:
+			return StepAdminsPost, s.postAdmins
+		case http.MethodDelete:
+			return StepAdminsDelete, s.deleteAdmins
+		}
+		// PATCH admins (role, password, public key) exists on arrays but
+		// is not played here.
+		return StepOther, methodNotAllowed(http.MethodGet, http.MethodPost, http.MethodDelete)
+	case "admins/api-tokens":
+		switch r.Method {
+		case http.MethodGet:
+			return StepAPITokensGet, s.getAPITokens
+		case http.MethodPost:
+			return StepAPITokensPost, s.postAPITokens
+		case http.MethodDelete:
+			return StepAPITokensDelete, s.deleteAPITokens
+		}
+		return StepOther, methodNotAllowed(http.MethodGet, http.MethodPost, http.MethodDelete)
 	}
 	return StepOther, s.notFound
 }

@@ -30,7 +30,8 @@ const (
 )
 
 // Steps are the steps a fault can be injected at.
-var Steps = []string{StepAPIVersion, StepLogin, StepLogout, StepCreate, StepPatch, StepGet, StepDelete, StepToken, StepArrays}
+var Steps = []string{StepAPIVersion, StepLogin, StepLogout, StepCreate, StepPatch, StepGet, StepDelete, StepToken, StepArrays,
+	StepAdminsGet, StepAdminsPost, StepAdminsDelete, StepAPITokensPost, StepAPITokensGet, StepAPITokensDelete}
 
 // Fault modes. "applied" modes run the request first, so its change is
 // made (a client created, a session opened or closed), and only then fail:

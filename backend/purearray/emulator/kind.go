@@ -54,7 +54,26 @@ type kind struct {
 	tokenPrefix string
 	// arrayItem is the GET arrays item, fields of the SDK's model.
 	arrayItem func(s *Server, now time.Time) map[string]any
+	// userName and userNameRule are the local user name rule (admins.go).
+	userName     *regexp.Regexp
+	userNameRule string
+	// adminIDs: FB admins have an id (Admin 2.3), are selected by ids= as
+	// well as names=, and api-tokens by admin_names= or admin_ids= (its
+	// AdminApiToken names the user as an "admin" reference); FA admins
+	// have no id, and api-tokens take names=.
+	adminIDs bool
+	// adminPostFields are the fields of the kind's AdminPost (FA 2.2:
+	// password, role; FB 2.15: password, public_key, role).
+	adminPostFields []string
 }
+
+// localUserName is the local user name rule of both kinds, as Pure's
+// Ansible collections check it (purefa_user, purefb_user): 1 to 32
+// lowercase letters, digits and '-', starting and ending with a letter or
+// digit.
+var localUserName = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$`)
+
+const localUserNameRule = "1 to 32 lowercase letters, digits and '-', starting and ending with a letter or digit"
 
 func (k *kind) offers(ver string) bool {
 	for _, v := range k.versions {
@@ -89,6 +108,10 @@ var kinds = map[string]*kind{
 		// and '-', starting and ending with a letter or digit, 1 to 63.
 		clientName: regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$`),
 		nameRule:   "letters, digits and '-', starting and ending with a letter or digit, 1 to 63 characters",
+		// Local users (admins.go).
+		userName:        localUserName,
+		userNameRule:    localUserNameRule,
+		adminPostFields: []string{"password", "role"},
 		arrayItem: func(s *Server, now time.Time) map[string]any {
 			return map[string]any{
 				"id": s.arrayID, "name": "emulated-flasharray", "_as_of": now.UnixMilli(),
@@ -110,6 +133,11 @@ var kinds = map[string]*kind{
 		clientName:  regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9_]{0,54}[a-zA-Z0-9])?$`),
 		nameRule:    "letters, digits and '_' (no '-' or '.'), starting and ending with a letter or digit, 1 to 56 characters",
 		tokenPrefix: "T-",
+		// Local users (admins.go).
+		userName:        localUserName,
+		userNameRule:    localUserNameRule,
+		adminIDs:        true,
+		adminPostFields: []string{"password", "public_key", "role"},
 		arrayItem: func(s *Server, now time.Time) map[string]any {
 			return map[string]any{
 				"id": s.arrayID, "name": "emulated-flashblade", "_as_of": now.UnixMilli(),

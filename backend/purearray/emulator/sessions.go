@@ -19,8 +19,10 @@ func (s *Server) sessionHandler(step string) http.HandlerFunc {
 	return s.login
 }
 
-// login is POST login with the api-token header: a new session whose token
-// comes back in the x-auth-token response header. Pure's SDK reads only the
+// login is POST login with the api-token header of any user: a new session,
+// acting as that user with its role, whose token comes back in the
+// x-auth-token response header. A token that has expired, been deleted or
+// whose user was deleted is refused (401). Pure's SDK reads only the
 // header; the body is the kind's login model (FA UsernameResponse
 // {"items":[{"username"}]}, FB Login {"username"}).
 func (s *Server) login(w http.ResponseWriter, r *http.Request) {
@@ -28,25 +30,39 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	tok := r.Header.Get(headerAPIToken)
-	switch {
-	case tok == "":
+	if tok == "" {
 		writeErrors(w, http.StatusBadRequest, headerAPIToken, "Missing api-token header: log in with the API token of an array user.")
 		return
-	case tok != s.apiToken:
+	}
+	now := s.opts.Now()
+	s.mu.Lock()
+	var u *localUser
+	if name, ok := s.tokens[tok]; ok {
+		u = s.users[name]
+	}
+	if u == nil || u.token == nil {
+		s.mu.Unlock()
 		writeErrors(w, http.StatusUnauthorized, headerAPIToken, "Invalid api-token.")
 		return
 	}
+	if u.token.expired(now) {
+		s.stats.ExpiredTokenLogins++
+		s.mu.Unlock()
+		writeErrors(w, http.StatusUnauthorized, headerAPIToken, "The api-token has expired: its user needs a new one (POST admins/api-tokens).")
+		return
+	}
 	sessionToken := randomHex(24)
-	s.mu.Lock()
-	s.sessions[sessionToken] = session{user: adminUser}
+	s.sessions[sessionToken] = session{user: u.name}
 	s.stats.SessionsOpened++
+	s.stats.LoginsByUser[u.name]++
+	user := u.name
 	s.mu.Unlock()
 	w.Header().Set(headerAuthToken, sessionToken)
 	if s.kind.versionedLogin {
-		writeJSON(w, http.StatusOK, map[string]any{"items": []any{map[string]string{"username": adminUser}}})
+		writeJSON(w, http.StatusOK, map[string]any{"items": []any{map[string]string{"username": user}}})
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"username": adminUser})
+	writeJSON(w, http.StatusOK, map[string]string{"username": user})
 }
 
 // logout ends the session named by x-auth-token. A logout of a session that
@@ -75,24 +91,42 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 }
 
-// principal is who a request acts as.
+// principal is who a request acts as: a session's user with the user's
+// role, or an access token's sub with its client's max_role.
 type principal struct {
-	user string
-	role string
+	user    string
+	role    string
+	session bool
+}
+
+// describe says who p is, for a refusal.
+func (p principal) describe() string {
+	if p.session {
+		return fmt.Sprintf("this session's user %s has role %s", p.user, p.role)
+	}
+	return "this access token has " + p.role
 }
 
 // authenticate finds the session (x-auth-token) or the access token
 // (Authorization: Bearer) of r; on failure it has answered 401.
 func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (principal, bool) {
 	if tok := r.Header.Get(headerAuthToken); tok != "" {
+		// The role is the user's now, not at login; a deleted user's
+		// sessions are gone (deleteAdmins).
 		s.mu.Lock()
 		sess, ok := s.sessions[tok]
+		var role string
+		if u := s.users[sess.user]; ok && u != nil {
+			role = u.role
+		} else {
+			ok = false
+		}
 		s.mu.Unlock()
 		if !ok {
 			writeErrors(w, http.StatusUnauthorized, headerAuthToken, "Invalid or expired x-auth-token: log in again.")
 			return principal{}, false
 		}
-		return principal{user: sess.user, role: roleArrayAdmin}, true
+		return principal{user: sess.user, role: role, session: true}, true
 	}
 	if auth := r.Header.Get("Authorization"); auth != "" {
 		scheme, bearer, _ := strings.Cut(auth, " ")

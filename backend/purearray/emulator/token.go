@@ -72,7 +72,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	case iss != client.Issuer:
 		refuse(http.StatusUnauthorized, "invalid_client", "iss is not the API client's issuer")
 		return
-	case !s.users[sub]:
+	case !s.userExists(sub):
 		refuse(http.StatusUnauthorized, "invalid_grant", "sub names no user of this array")
 		return
 	case !client.Enabled:
@@ -129,6 +129,9 @@ func (s *Server) validAccessToken(raw string) (accessClaims, error) {
 	c, ok := s.clients[name]
 	if !ok || c.ID != aud || !c.Enabled {
 		return accessClaims{}, errors.New("the token's API client is gone or disabled")
+	}
+	if s.users[sub] == nil {
+		return accessClaims{}, errors.New("the token's user is gone")
 	}
 	return accessClaims{sub: sub, maxRole: c.MaxRole}, nil
 }
