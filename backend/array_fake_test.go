@@ -27,7 +27,6 @@ type fakeArray struct {
 	mu         sync.Mutex
 	now        func() time.Time
 	adminToken string
-	users      map[string]bool
 	clients    map[string]*fakeClient // by name
 	nextID     int
 	// fail makes the named step fail once set: login, logout, get, create,
@@ -47,6 +46,17 @@ type fakeArray struct {
 	// gate, when set, holds every exchange, delete and logout until it
 	// receives (or closes), or their context ends.
 	gate chan struct{}
+	// users are the array's local users (issue 20's API-token roles), and
+	// calls counts every admin call by kind (user-create, ...).
+	users    map[string]*fakeUser
+	calls    map[string]int
+	maxUsers int
+}
+
+type fakeUser struct {
+	role    string
+	token   string
+	expires time.Time // zero: never
 }
 
 type fakeClient struct {
@@ -61,9 +71,10 @@ func newFakeArray(now func() time.Time) *fakeArray {
 	return &fakeArray{
 		now:        now,
 		adminToken: fakeAdminToken,
-		users:      map[string]bool{"pureuser": true, "ops": true},
 		clients:    map[string]*fakeClient{},
 		fail:       map[string]error{},
+		users:      map[string]*fakeUser{"pureuser": {role: "array_admin"}, "ops": {role: "ops_admin"}},
+		calls:      map[string]int{},
 	}
 }
 
@@ -145,7 +156,7 @@ func (f *fakeArray) Exchange(ctx context.Context, tokenURL, subjectJWT string) (
 		return nil, reject("aud is not the client's id")
 	case iss != client.Issuer:
 		return nil, reject("iss is not the client's issuer")
-	case !f.users[sub]:
+	case f.users[sub] == nil:
 		return nil, reject("no such user " + sub)
 	case !client.Enabled:
 		return nil, reject("API client is disabled")
@@ -385,4 +396,125 @@ func managedArrayConfig(extra map[string]interface{}) map[string]interface{} {
 		d[k] = v
 	}
 	return d
+}
+
+// ---- local users and API tokens ----------------------------------------------
+
+func (a fakeAdmin) CreateUser(ctx context.Context, u purearray.NewUser) error {
+	f := a.f
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls["user-create"]++
+	if err := f.failing("user-create"); err != nil {
+		return err
+	}
+	if _, ok := f.users[u.Name]; ok {
+		return &pure1.APIError{StatusCode: 400, Description: u.Name + ": Name already in use."}
+	}
+	if f.maxUsers > 0 && len(f.users) >= f.maxUsers {
+		return &pure1.APIError{StatusCode: 400, Description: "Maximum number of local users reached."}
+	}
+	if u.Password == "" || u.Role == "" {
+		return &pure1.APIError{StatusCode: 400, Description: "password and role are required"}
+	}
+	f.users[u.Name] = &fakeUser{role: u.Role}
+	return f.failing("user-create-applied")
+}
+
+func (a fakeAdmin) CreateAPIToken(ctx context.Context, user string, timeout time.Duration) (*purearray.APIToken, error) {
+	f := a.f
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls["token-create"]++
+	if err := f.failing("token-create"); err != nil {
+		return nil, err
+	}
+	u, ok := f.users[user]
+	if !ok {
+		return nil, &pure1.APIError{StatusCode: 400, Description: user + ": User does not exist."}
+	}
+	if u.token != "" {
+		return nil, &pure1.APIError{StatusCode: 400, Description: user + ": API token already exists."}
+	}
+	f.nextID++
+	u.token = fmt.Sprintf("api-token/%s/%d", user, f.nextID)
+	t := &purearray.APIToken{Token: u.token, CreatedAt: f.now().UTC()}
+	if timeout > 0 {
+		u.expires = f.now().Add(timeout).UTC()
+		t.ExpiresAt = u.expires
+	}
+	return t, f.failing("token-create-applied")
+}
+
+func (a fakeAdmin) DeleteAPIToken(ctx context.Context, user string) error {
+	f := a.f
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls["token-delete"]++
+	if err := f.failing("token-delete"); err != nil {
+		return err
+	}
+	if u, ok := f.users[user]; ok {
+		u.token, u.expires = "", time.Time{}
+	}
+	return nil
+}
+
+func (a fakeAdmin) DeleteUser(ctx context.Context, name string) error {
+	f := a.f
+	if err := f.wait(ctx); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls["user-delete"]++
+	if err := f.failing("user-delete"); err != nil {
+		return err
+	}
+	delete(f.users, name)
+	return f.failing("user-delete-applied")
+}
+
+func (a fakeAdmin) ListUsers(ctx context.Context) ([]purearray.User, error) {
+	f := a.f
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls["user-list"]++
+	if err := f.failing("user-list"); err != nil {
+		return nil, err
+	}
+	var out []purearray.User
+	for n, u := range f.users {
+		x := purearray.User{Name: n}
+		x.Role.Name = u.role
+		out = append(out, x)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// validToken reports whether tok is a live API token of a user.
+func (f *fakeArray) validToken(tok string) (string, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for n, u := range f.users {
+		if u.token != "" && u.token == tok && (u.expires.IsZero() || f.now().Before(u.expires)) {
+			return n, true
+		}
+	}
+	return "", false
+}
+
+// userNames lists the users whose name starts with prefix.
+func (f *fakeArray) userNames(prefix string) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for n := range f.users {
+		if strings.HasPrefix(n, prefix) {
+			out = append(out, n)
+		}
+	}
+	sort.Strings(out)
+	return out
 }

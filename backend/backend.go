@@ -114,6 +114,15 @@ type backend struct {
 	arrays     map[string]arrayConn
 	// cleanup is the delete list of array API clients (cleanup.go).
 	cleanup cleanupList
+	// sessions are the kept admin sessions of configs whose roles make
+	// array users; userSlots bound how many are made at once per config,
+	// and userTidied says when each config's users were last tidied
+	// (array_users.go).
+	sessions      adminSessions
+	userSlotsLock sync.Mutex
+	userSlots     map[string]chan struct{}
+	userTidyLock  sync.Mutex
+	userTidied    map[string]time.Time
 
 	// parseKey and generateKey are pure1's, replaced in tests to make key
 	// work slow on purpose.
@@ -128,6 +137,9 @@ func newBackend(opts Options) *backend {
 		hosts:     opts.Hosts,
 		dialArray: opts.DialArray,
 		arrays:    make(map[string]arrayConn),
+
+		userSlots:  make(map[string]chan struct{}),
+		userTidied: make(map[string]time.Time),
 		now:       opts.Now,
 		ctx:       ctx,
 		cancel:    cancel,
@@ -175,7 +187,7 @@ func newBackend(opts Options) *backend {
 			pathStaticCreds(b),
 			pathMetrics(b),
 		),
-		Secrets:        []*framework.Secret{secretCredential(b)},
+		Secrets:        []*framework.Secret{secretCredential(b), secretArrayUser(b)},
 		Invalidate:     b.invalidate,
 		InitializeFunc: b.initialize,
 		Clean:          b.clean,
@@ -217,6 +229,7 @@ func (b *backend) clean(context.Context) {
 		c.CloseIdleConnections()
 	}
 	b.closeArrays()
+	b.closeSessions()
 }
 
 // invalidate runs on performance standbys and replicas when another node
@@ -244,6 +257,7 @@ func (b *backend) dropConfig(name string) {
 	b.tokens.dropConfig(name)
 	b.checks.drop(name)
 	b.dropArray(name)
+	b.dropSession(name)
 	// Static tokens of this config are due at once under its new identity.
 	b.wakeStaticRefresher()
 }

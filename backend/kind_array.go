@@ -41,6 +41,7 @@ const (
 	fieldPreviousRetireAt        = "previous_retire_at"
 	fieldPendingDeletions        = "pending_deletions"
 	fieldRotationFailures        = "scheduled_rotation_failures"
+	fieldAllowedArrayRoles       = "allowed_array_roles"
 )
 
 // Array API client roles, as FlashArray and FlashBlade name them.
@@ -236,7 +237,12 @@ func arrayConfigFields() map[string]*framework.FieldSchema {
 		},
 		fieldAccessTokenTTL: {
 			Type:        framework.TypeDurationSecond,
-			Description: "Arrays, managed registration: lifetime of the access tokens the array issues, 1s to 24h; unset takes the array's default (1 day).",
+			Description: "Arrays, managed registration: lifetime of the access tokens the array issues, 5m to 24h; unset takes the array's default (1 day).",
+		},
+		fieldAllowedArrayRoles: {
+			Type: framework.TypeCommaStringSlice,
+			Description: "Arrays: the array roles that roles of credential_type=api_token on this config may give the users Vault makes " +
+				"(readonly, ops_admin, storage_admin, array_admin). Default readonly only.",
 		},
 		fieldRotationPeriod: {
 			Type: framework.TypeDurationSecond,
@@ -265,6 +271,7 @@ var arrayConfigResponseFields = map[string]*framework.FieldSchema{
 	fieldPendingDeletions:        {Type: framework.TypeSlice, Description: "Arrays: API clients Vault made that wait on the delete list (name, reason, due, attempts, last error)."},
 	fieldRotationFailures:        {Type: framework.TypeInt, Description: "Arrays, managed, with rotation_period: scheduled rotations that failed in a row on this node."},
 	fieldRotationPeriod:          {Type: framework.TypeDurationSecond, Description: "Arrays, managed: the scheduled rotation's period; 0 if off."},
+	fieldAllowedArrayRoles:       {Type: framework.TypeCommaStringSlice, Description: "Arrays: the array roles api_token roles may give the users Vault makes."},
 	fieldNextRotation:            {Type: framework.TypeTime, Description: "Arrays, managed, with rotation_period: when the next scheduled rotation is due."},
 }
 
@@ -286,6 +293,7 @@ func (k arrayKind) describe(c *config) map[string]interface{} {
 		fieldKeySource:               e.KeySource,
 		fieldKeyCreatedAt:            formatTime(e.KeyCreatedAt),
 		fieldMaxKeyAge:               int64(e.MaxKeyAge / time.Second),
+		fieldAllowedArrayRoles:       e.allowedArrayRoles(),
 	}
 	if m := e.Managed; m != nil {
 		d[fieldAPIClientName] = m.Name
@@ -333,7 +341,7 @@ func keyFingerprintOf(pemKey string) string {
 // array's: a field that would be silently ignored is a mistake to point out.
 var (
 	arrayOnlyFields = []string{fieldArrayURL, fieldCACert, fieldClientID, fieldKeyID, fieldIssuer, fieldUsername,
-		fieldAdminAPIToken, fieldAPIClientName, fieldMaxRole, fieldAccessTokenTTL, fieldRotationPeriod}
+		fieldAdminAPIToken, fieldAPIClientName, fieldMaxRole, fieldAccessTokenTTL, fieldRotationPeriod, fieldAllowedArrayRoles}
 )
 
 // presentFields lists which of fields the request carries.
@@ -360,6 +368,8 @@ type arrayWrite struct {
 	hasAccessTokenTTL                         bool
 	rotationPeriod                            time.Duration
 	hasRotationPeriod                         bool
+	allowedRoles                              []string
+	hasAllowedRoles                           bool
 }
 
 // readArrayWrite collects and checks the fields of an array config write that
@@ -444,6 +454,24 @@ func readArrayWrite(d *framework.FieldData, kind *purearray.Kind, hosts pure1.Ho
 		}
 		if w.rotationPeriod != 0 && w.rotationPeriod < minConfigRotationPeriod {
 			return nil, fmt.Errorf("rotation_period %s is too short: give at least %s (or 0 to turn scheduled rotation off)", w.rotationPeriod, minConfigRotationPeriod)
+		}
+	}
+	if v, ok := d.GetOk(fieldAllowedArrayRoles); ok {
+		w.hasAllowedRoles = true
+		for _, r := range v.([]string) {
+			r = strings.TrimSpace(r)
+			if r == "" {
+				continue
+			}
+			if !contains(arrayMaxRoles, r) {
+				return nil, fmt.Errorf("allowed_array_roles: %q is not an array role: use %s", printable(r), strings.Join(arrayMaxRoles, ", "))
+			}
+			if !contains(w.allowedRoles, r) {
+				w.allowedRoles = append(w.allowedRoles, r)
+			}
+		}
+		if len(w.allowedRoles) == 0 {
+			return nil, errors.New("allowed_array_roles is empty: give at least one array role, such as readonly")
 		}
 	}
 	managedFields := anyTrue(w.hasAdminToken, w.hasClientName, w.hasMaxRole, w.hasAccessTokenTTL)
@@ -626,6 +654,9 @@ func mergeArrayWrite(name string, old *configEntry, w *arrayWrite) (configEntry,
 	}
 	if w.hasUsername {
 		e.Username = w.username
+	}
+	if w.hasAllowedRoles {
+		e.AllowedArrayRoles = w.allowedRoles
 	}
 	if e.ArrayURL == "" {
 		return e, "array_url is required for a " + w.kind.Name + " config: the array's address, such as https://array.example.com"
@@ -905,4 +936,14 @@ func (p arrayPromotion) promotedWarning(prev *previousKey) string {
 	}
 	return fmt.Sprintf("credentials are now issued with API client %q. Those issued under the previous client %q stay valid until they expire; "+
 		"after that, delete that API client on the array", p.ClientID, prev.AppID)
+}
+
+// allowedArrayRoles are the array roles api_token roles on e may give;
+// readonly alone unless the config says otherwise (and for entries stored
+// before API-token roles existed).
+func (e *configEntry) allowedArrayRoles() []string {
+	if len(e.AllowedArrayRoles) == 0 {
+		return []string{defaultArrayMaxRole}
+	}
+	return e.AllowedArrayRoles
 }

@@ -84,6 +84,11 @@ type metrics struct {
 	clientsDeleted     *prometheus.CounterVec
 	deleteFailures     *prometheus.CounterVec
 	rotationFailures   *prometheus.CounterVec
+	usersCreated       *prometheus.CounterVec
+	usersRevoked       *prometheus.CounterVec
+	userRevokeFailures *prometheus.CounterVec
+	usersTidied        *prometheus.CounterVec
+	adminLogins        *prometheus.CounterVec
 
 	// Gauges of what storage holds, computed at each scrape (see
 	// storedStateCollector), so that every node reports the same.
@@ -168,6 +173,22 @@ func newMetrics() *metrics {
 		labelConfig)
 	m.rotationFailures = counter("pure1_scheduled_rotation_failures_total",
 		"Scheduled rotations of managed array configs that failed (retried with growing backoff; the active client keeps working), by config.",
+		labelConfig)
+
+	m.usersCreated = counter("pure1_array_users_created_total",
+		"Array users made for leases of api_token roles (and static api_token roles), by config and outcome: ok, rejected (the array refused: the user limit, rights), unavailable, error.",
+		labelConfig, labelOutcome)
+	m.usersRevoked = counter("pure1_array_users_revoked_total",
+		"Array users deleted because their lease was revoked or ended, by config.",
+		labelConfig)
+	m.userRevokeFailures = counter("pure1_array_user_revoke_failures_total",
+		"Lease revokes whose user the array did not delete (Vault retries the revoke), by config.",
+		labelConfig)
+	m.usersTidied = counter("pure1_array_users_tidied_total",
+		"Array users with a Vault prefix that no live lease named, deleted by tidy, by config.",
+		labelConfig)
+	m.adminLogins = counter("pure1_array_admin_logins_total",
+		"Admin sessions opened at arrays for making and deleting users (one is kept per config and reused), by config.",
 		labelConfig)
 
 	m.staticExpiry = stored("pure1_static_token_expiry_seconds",
@@ -265,7 +286,8 @@ func (m *metrics) forgetConfig(config string) {
 	l := prometheus.Labels{labelConfig: config}
 	for _, v := range []interface{ DeletePartialMatch(prometheus.Labels) int }{
 		m.rateLimitRemaining, m.retryAfter, m.credentialsIssued, m.exchanges, m.exchangeRetries, m.exchangeDuration,
-		m.staticRefreshes, m.deleteFailures, m.rotationFailures,
+		m.staticRefreshes, m.deleteFailures, m.rotationFailures, m.usersCreated, m.usersRevoked, m.userRevokeFailures,
+		m.usersTidied, m.adminLogins,
 	} {
 		v.DeletePartialMatch(l)
 	}
@@ -280,6 +302,34 @@ func (m *metrics) forgetRole(role string) {
 	} {
 		v.DeletePartialMatch(l)
 	}
+}
+
+// observeUserIssue counts a user made for a lease, or the failure to.
+func (m *metrics) observeUserIssue(config string, err error) {
+	o := outcomeOK
+	if err != nil {
+		o = exchangeOutcome(err)
+	}
+	m.usersCreated.WithLabelValues(config, o).Inc()
+}
+
+// observeUserRevoke counts a revoked lease's user deleted, or not.
+func (m *metrics) observeUserRevoke(config string, err error) {
+	if err != nil {
+		m.userRevokeFailures.WithLabelValues(config).Inc()
+		return
+	}
+	m.usersRevoked.WithLabelValues(config).Inc()
+}
+
+// observeUsersTidied counts users tidy deleted.
+func (m *metrics) observeUsersTidied(config string, n int) {
+	m.usersTidied.WithLabelValues(config).Add(float64(n))
+}
+
+// observeAdminLogin counts an admin session opened for users.
+func (m *metrics) observeAdminLogin(config string) {
+	m.adminLogins.WithLabelValues(config).Inc()
 }
 
 // observeClientDeleted counts an API client the delete list removed.

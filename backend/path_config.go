@@ -267,6 +267,9 @@ type configEntry struct {
 	// RotationPeriod schedules a managed array config's rotation, counted
 	// from KeyCreatedAt (rotate_schedule.go); 0: none.
 	RotationPeriod time.Duration `json:"rotation_period,omitempty"`
+	// AllowedArrayRoles limits the array roles of the users api_token roles
+	// make (array_users.go); empty: readonly only.
+	AllowedArrayRoles []string `json:"allowed_array_roles,omitempty"`
 }
 
 // pendingKey carries its public half beside the private key so that reading a

@@ -79,6 +79,10 @@ func pathCreds(b *backend) []*framework.Path {
 							fieldAppID:       {Type: framework.TypeString, Description: "The Pure1 application ID."},
 							fieldMaxRole:     {Type: framework.TypeString, Description: "access_token roles: the token's max_role, when present."},
 							fieldOrg:         {Type: framework.TypeString, Description: "access_token roles: the token's org, when present."},
+							fieldAPIToken:    {Type: framework.TypeString, Description: "api_token roles: the API token of the array user made for this lease.", DisplayAttrs: &framework.DisplayAttributes{Sensitive: true}},
+							fieldUsername:    {Type: framework.TypeString, Description: "api_token roles: the array user made for this lease; deleted when it ends."},
+							fieldArrayURL:    {Type: framework.TypeString, Description: "api_token roles: the array."},
+							fieldArrayRole:   {Type: framework.TypeString, Description: "api_token roles: the user's array role."},
 						},
 					}},
 				},
@@ -109,12 +113,15 @@ func (b *backend) pathCredsRead(ctx context.Context, req *logical.Request, d *fr
 	if cfg == nil {
 		return logical.ErrorResponse("config %q of role %q does not exist: create it, or point the role at another config", role.Config, roleName), nil
 	}
-	if !cfg.ready() {
+	if !cfg.ready() && role.CredentialType != credentialAPIToken {
 		return logical.ErrorResponse(cfg.kind.notReady(cfg, req.MountPoint)), nil
 	}
-	if role.CredentialType == credentialJWT {
+	switch role.CredentialType {
+	case credentialJWT:
 		resp, err = b.issueJWT(roleName, role, cfg)
-	} else {
+	case credentialAPIToken:
+		resp, err = b.issueAPIToken(ctx, req, roleName, role, cfg)
+	default:
 		resp, err = b.issueAccessToken(ctx, req, roleName, role, cfg)
 	}
 	if resp != nil && !resp.IsError() {

@@ -20,12 +20,17 @@ const (
 	fieldMaxTTL           = "max_ttl"
 	fieldReuseAccessToken = "reuse_access_token"
 	fieldReuseMargin      = "reuse_margin"
+	fieldArrayRole        = "array_role"
+	fieldUsernamePrefix   = "username_prefix"
 )
 
 // Credential types a role issues.
 const (
 	credentialAccessToken = "access_token"
 	credentialJWT         = "jwt"
+	// credentialAPIToken: an array user made for the lease, and its API
+	// token (array_users.go).
+	credentialAPIToken = "api_token"
 )
 
 const (
@@ -47,6 +52,11 @@ A role names a config and the kind of credential creds/<role> returns:
       exchanges it with Pure1; the lease carries the Pure1 access token.
   credential_type=jwt  the signed JWT itself, for tools that take a Pure1 JWT
       (such as Pure's vSphere plugin). Its lifetime is the role's ttl (1h if unset).
+  credential_type=api_token  (FlashArray and FlashBlade configs) a local array
+      user made for the lease, with array_role and a random password nobody
+      sees, and its API token, whose timeout covers the lease: what Pure's
+      Ansible collections, PowerShell SDK and Python SDK take. Revoking the
+      lease (or its end) deletes the user at the array, and its token with it.
 
 ttl and max_ttl bound the lease; an access_token lease also never outlives the
 token (unset ttl: the token's own lifetime). reuse_access_token=true lets reads
@@ -77,8 +87,16 @@ func pathRoles(b *backend) []*framework.Path {
 				fieldCredentialType: {
 					Type:          framework.TypeString,
 					Default:       credentialAccessToken,
-					AllowedValues: []interface{}{credentialAccessToken, credentialJWT},
-					Description:   "access_token: exchange the JWT with Pure1 and return the access token. jwt: return the signed JWT.",
+					AllowedValues: []interface{}{credentialAccessToken, credentialJWT, credentialAPIToken},
+					Description:   "access_token: exchange the JWT and return the access token. jwt: return the signed JWT. api_token (arrays): a user made for the lease and its API token.",
+				},
+				fieldArrayRole: {
+					Type:        framework.TypeString,
+					Description: "api_token roles: the array role of the users Vault makes (readonly, ops_admin, storage_admin, array_admin); one of the config's allowed_array_roles.",
+				},
+				fieldUsernamePrefix: {
+					Type:        framework.TypeString,
+					Description: "api_token roles: how the names of the users Vault makes start (default vault-<mount>-<role>-); tidy deletes users with it that no lease names.",
 				},
 				fieldTTL: {
 					Type:        framework.TypeDurationSecond,
@@ -162,6 +180,8 @@ var roleResponses = map[int][]framework.Response{
 			fieldReuseAccessToken: {Type: framework.TypeBool},
 			fieldReuseMargin:      {Type: framework.TypeDurationSecond},
 			fieldUsername:         {Type: framework.TypeString},
+			fieldArrayRole:        {Type: framework.TypeString},
+			fieldUsernamePrefix:   {Type: framework.TypeString},
 		},
 	}},
 }
@@ -177,8 +197,12 @@ type roleEntry struct {
 	ReuseAccessToken bool          `json:"reuse_access_token"`
 	ReuseMargin      time.Duration `json:"reuse_margin"`
 	// Username is the array user (the JWT's sub) of a role on a FlashArray
-	// or FlashBlade config; empty for Pure1.
+	// or FlashBlade config; empty for Pure1 and for api_token roles.
 	Username string `json:"username,omitempty"`
+	// ArrayRole and UsernamePrefix are an api_token role's: the role and
+	// the name prefix of the users it makes.
+	ArrayRole      string `json:"array_role,omitempty"`
+	UsernamePrefix string `json:"username_prefix,omitempty"`
 }
 
 func (r *roleEntry) responseData() map[string]interface{} {
@@ -192,6 +216,10 @@ func (r *roleEntry) responseData() map[string]interface{} {
 	}
 	if r.Username != "" {
 		d[fieldUsername] = r.Username
+	}
+	if r.CredentialType == credentialAPIToken {
+		d[fieldArrayRole] = r.ArrayRole
+		d[fieldUsernamePrefix] = r.UsernamePrefix
 	}
 	return d
 }
@@ -228,14 +256,34 @@ func (b *backend) pathRoleList(ctx context.Context, req *logical.Request, _ *fra
 
 func (b *backend) pathRoleDelete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get("name").(string)
+	old, err := b.deleteRole(ctx, req.Storage, name)
+	if err != nil || old == nil || old.CredentialType != credentialAPIToken {
+		return nil, err
+	}
+	// Outside the write lock: the users of its leases go with the role (their
+	// leases' revokes then find them gone); what the array does not take
+	// now, tidy deletes by their records.
+	if msg := b.deleteRoleUsers(ctx, req.Storage, name, old); msg != "" {
+		resp := &logical.Response{}
+		resp.AddWarning(msg)
+		return resp, nil
+	}
+	return nil, nil
+}
+
+func (b *backend) deleteRole(ctx context.Context, s logical.Storage, name string) (*roleEntry, error) {
 	b.writeLock.Lock()
 	defer b.writeLock.Unlock()
-	if err := req.Storage.Delete(ctx, roleStoragePrefix+name); err != nil {
+	old, err := readRoleEntry(ctx, s, name)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.Delete(ctx, roleStoragePrefix+name); err != nil {
 		return nil, fmt.Errorf("deleting role %q: %w", name, err)
 	}
 	b.dropRole(name)
 	b.metrics.forgetRole(name)
-	return nil, nil
+	return old, nil
 }
 
 func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
@@ -276,6 +324,12 @@ func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 	if v, ok := d.GetOk(fieldUsername); ok {
 		r.Username = strings.TrimSpace(v.(string))
 	}
+	if v, ok := d.GetOk(fieldArrayRole); ok {
+		r.ArrayRole = strings.TrimSpace(v.(string))
+	}
+	if v, ok := d.GetOk(fieldUsernamePrefix); ok {
+		r.UsernamePrefix = strings.TrimSpace(v.(string))
+	}
 	if msg := b.validateRole(&r); msg != "" {
 		return logical.ErrorResponse(msg), nil
 	}
@@ -287,7 +341,14 @@ func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 		return logical.ErrorResponse("config %q does not exist: create it first (vault write %sconfig/%s generate_key=true, or with private_key=@private.pem)",
 			r.Config, req.MountPoint, r.Config), nil
 	}
-	if msg := checkRoleUsername(r.Username, r.Config, cfg); msg != "" {
+	if r.CredentialType == credentialAPIToken {
+		if r.UsernamePrefix == "" {
+			r.UsernamePrefix = defaultUserPrefix(cfg, req.MountPoint, name)
+		}
+		if msg := checkAPITokenRole(&r, cfg); msg != "" {
+			return logical.ErrorResponse(msg), nil
+		}
+	} else if msg := checkRoleUsername(r.Username, r.Config, cfg); msg != "" {
 		return logical.ErrorResponse(msg), nil
 	}
 
@@ -330,9 +391,12 @@ func (b *backend) validateRole(r *roleEntry) string {
 		return fmt.Sprintf("config %q is not a valid config name (letters, digits, '-', '_' and '.')", printable(r.Config))
 	}
 	switch r.CredentialType {
-	case credentialAccessToken, credentialJWT:
+	case credentialAccessToken, credentialJWT, credentialAPIToken:
 	default:
-		return fmt.Sprintf("credential_type %q is not supported: use access_token or jwt", printable(r.CredentialType))
+		return fmt.Sprintf("credential_type %q is not supported: use access_token, jwt or api_token", printable(r.CredentialType))
+	}
+	if r.CredentialType != credentialAPIToken && (r.ArrayRole != "" || r.UsernamePrefix != "") {
+		return "array_role and username_prefix apply only to credential_type=api_token"
 	}
 	if r.TTL < 0 || r.MaxTTL < 0 {
 		return "ttl and max_ttl must not be negative"

@@ -124,6 +124,14 @@ func (b *backend) pathStaticCredsRead(ctx context.Context, req *logical.Request,
 		return staticUnusableResponse(name, t, refreshErr)
 	}
 	resp = &logical.Response{Data: staticCredsData(role, t, now)}
+	if role.CredentialType == credentialAPIToken {
+		if cfg != nil {
+			resp.Data[fieldArrayURL] = cfg.entry.ArrayURL
+		}
+		if role.Username != "" {
+			resp.AddWarning(fmt.Sprintf("this is user %q's only API token: Vault replaces it in place every %s, and whoever holds the previous one loses it then", role.Username, role.RotationPeriod))
+		}
+	}
 	if t.Failures > 0 {
 		resp.AddWarning(fmt.Sprintf("refreshing this token has failed since %s (%d tries; last error: %s): serving the current token until it expires at %s",
 			t.FailingSince.Format(time.RFC3339), t.Failures, t.LastError, t.ExpiresAt.Format(time.RFC3339)))
@@ -155,6 +163,14 @@ func staticCredsData(role *staticRoleEntry, t *staticToken, now time.Time) map[s
 		// Whole seconds, rounded down: Agent reads again at ttl+1 s, which
 		// is then never before the refresh.
 		fieldStaticTTL: max(int64(ttl/time.Second), 0),
+	}
+	if role.CredentialType == credentialAPIToken {
+		// An array user's API token, under the names its consumers use.
+		delete(data, fieldAccessToken)
+		delete(data, fieldTokenType)
+		delete(data, fieldAppID)
+		data[fieldAPIToken] = t.AccessToken
+		data[fieldUsername] = t.Username
 	}
 	if t.Org != "" {
 		data[fieldOrg] = t.Org

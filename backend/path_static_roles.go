@@ -77,8 +77,19 @@ func pathStaticRoles(b *backend) []*framework.Path {
 					Description: "Name of the config (Pure1 application) whose key is exchanged for the token. Required.",
 				},
 				fieldUsername: {
+					Type: framework.TypeString,
+					Description: "Array configs: the array user whose rights the token carries (the JWT's sub); required for access tokens. " +
+						"With credential_type=api_token: an existing user whose API token Vault replaces in place (holders of the old one lose it); " +
+						"without it Vault alternates a pair of users of its own.",
+				},
+				fieldCredentialType: {
+					Type:          framework.TypeString,
+					AllowedValues: []interface{}{credentialAccessToken, credentialAPIToken},
+					Description:   "access_token (default): an access token exchanged with the config's key. api_token (arrays): an array user's API token, rotated every rotation_period.",
+				},
+				fieldArrayRole: {
 					Type:        framework.TypeString,
-					Description: "Array configs only, and required there: the array user whose rights the token carries (the JWT's sub).",
+					Description: "credential_type=api_token with Vault's pair of users: their array role, one of the config's allowed_array_roles.",
 				},
 				fieldRotationPeriod: {
 					Type:        framework.TypeDurationSecond,
@@ -170,6 +181,11 @@ var staticRoleResponses = map[int][]framework.Response{
 			fieldExpiresAt:      {Type: framework.TypeTime, Description: "When the stored token expires (RFC 3339)."},
 			fieldFailingSince:   {Type: framework.TypeTime, Description: "Since when refreshing fails, when it does."},
 			fieldLastError:      {Type: framework.TypeString, Description: "Why the last refresh failed, when it did."},
+			fieldUsername:       {Type: framework.TypeString, Description: "Array configs: the user the token carries the rights of."},
+			fieldCredentialType: {Type: framework.TypeString, Description: "api_token roles only: api_token."},
+			fieldArrayRole:      {Type: framework.TypeString, Description: "api_token roles with Vault's pair: the users' array role."},
+			fieldPairUsers:      {Type: framework.TypeCommaStringSlice, Description: "api_token roles with Vault's pair: the two users Vault alternates."},
+			fieldCurrentUser:    {Type: framework.TypeString, Description: "api_token roles: the user whose token static-creds serves now."},
 		},
 	}},
 }
@@ -182,6 +198,12 @@ type staticRoleEntry struct {
 	RotationPeriod time.Duration `json:"rotation_period"`
 	// Username is the array user of a static role on an array config.
 	Username string `json:"username,omitempty"`
+	// CredentialType is "" (an access token) or api_token: an array user's
+	// API token, from a pair of users Vault alternates (PairPrefix), or
+	// replaced in place on the operator's user (Username).
+	CredentialType string `json:"credential_type,omitempty"`
+	ArrayRole      string `json:"array_role,omitempty"`
+	PairPrefix     string `json:"pair_prefix,omitempty"`
 }
 
 func readStaticRoleEntry(ctx context.Context, s logical.Storage, name string) (*staticRoleEntry, error) {
@@ -206,6 +228,16 @@ func staticRoleStatus(r *staticRoleEntry, t *staticToken) map[string]interface{}
 	}
 	if r.Username != "" {
 		data[fieldUsername] = r.Username
+	}
+	if r.CredentialType == credentialAPIToken {
+		data[fieldCredentialType] = credentialAPIToken
+		data[fieldArrayRole] = r.ArrayRole
+		if r.PairPrefix != "" {
+			data[fieldPairUsers] = r.pairUsers()
+		}
+		if t != nil && t.Username != "" {
+			data[fieldCurrentUser] = t.Username
+		}
 	}
 	if t == nil {
 		return data
@@ -252,6 +284,12 @@ func (b *backend) pathStaticRoleDelete(ctx context.Context, req *logical.Request
 	name := d.Get("name").(string)
 	b.writeLock.Lock()
 	defer b.writeLock.Unlock()
+	var warnings []string
+	if old, err := readStaticRoleEntry(ctx, req.Storage, name); err != nil {
+		return nil, err
+	} else if old != nil && old.CredentialType == credentialAPIToken {
+		warnings = b.releaseStaticUsers(ctx, req.Storage, name, old)
+	}
 	// The token first: a role left without a token is refreshed again, a
 	// token left without a role would be a live credential nobody manages.
 	if err := req.Storage.Delete(ctx, staticTokenStoragePrefix+name); err != nil {
@@ -262,7 +300,14 @@ func (b *backend) pathStaticRoleDelete(ctx context.Context, req *logical.Request
 	}
 	b.dropStatic(name)
 	b.metrics.forgetRole(name)
-	return nil, nil
+	if len(warnings) == 0 {
+		return nil, nil
+	}
+	resp := &logical.Response{}
+	for _, w := range warnings {
+		resp.AddWarning(w)
+	}
+	return resp, nil
 }
 
 func (b *backend) pathStaticRoleWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
@@ -291,6 +336,15 @@ func (b *backend) pathStaticRoleWrite(ctx context.Context, req *logical.Request,
 	if v, ok := d.GetOk(fieldUsername); ok {
 		r.Username = strings.TrimSpace(v.(string))
 	}
+	if v, ok := d.GetOk(fieldCredentialType); ok {
+		r.CredentialType = v.(string)
+		if r.CredentialType == credentialAccessToken {
+			r.CredentialType = ""
+		}
+	}
+	if v, ok := d.GetOk(fieldArrayRole); ok {
+		r.ArrayRole = strings.TrimSpace(v.(string))
+	}
 	if msg := validateStaticRole(&r); msg != "" {
 		return logical.ErrorResponse(msg), nil
 	}
@@ -303,10 +357,19 @@ func (b *backend) pathStaticRoleWrite(ctx context.Context, req *logical.Request,
 			r.Config, req.MountPoint, r.Config), nil
 	}
 
-	if msg := checkRoleUsername(r.Username, r.Config, cfg); msg != "" {
+	if r.CredentialType == credentialAPIToken {
+		if msg := b.checkStaticAPITokenRole(&r, cfg, req.MountPoint, name); msg != "" {
+			return logical.ErrorResponse(msg), nil
+		}
+	} else if msg := checkRoleUsername(r.Username, r.Config, cfg); msg != "" {
 		return logical.ErrorResponse(msg), nil
 	}
-	if old != nil && (old.Config != r.Config || old.Username != r.Username) {
+	var warnings []string
+	if old != nil && old.CredentialType == credentialAPIToken && (old.Config != r.Config || old.ArrayRole != r.ArrayRole ||
+		old.PairPrefix != r.PairPrefix || old.Username != r.Username || r.CredentialType != credentialAPIToken) {
+		warnings = append(warnings, b.releaseStaticUsers(ctx, req.Storage, name, old)...)
+	}
+	if old != nil && (old.Config != r.Config || old.Username != r.Username || old.CredentialType != r.CredentialType || old.ArrayRole != r.ArrayRole) {
 		// The stored token belongs to the other config's application, or
 		// carries another user's rights.
 		if err := req.Storage.Delete(ctx, staticTokenStoragePrefix+name); err != nil {
@@ -322,7 +385,14 @@ func (b *backend) pathStaticRoleWrite(ctx context.Context, req *logical.Request,
 	b.wakeStaticRefresher()
 
 	resp := &logical.Response{Data: staticRoleStatus(&r, nil)}
-	if !cfg.hasClient() {
+	for _, w := range warnings {
+		resp.AddWarning(w)
+	}
+	if r.CredentialType == credentialAPIToken && r.Username != "" {
+		resp.AddWarning(fmt.Sprintf("Vault replaces the API token of user %q in place every rotation_period: whoever holds the previous token loses it at once. "+
+			"Without username, Vault alternates a pair of users of its own so that a token stays valid a whole period after it is replaced", r.Username))
+	}
+	if r.CredentialType != credentialAPIToken && !cfg.hasClient() {
 		resp.AddWarning(fmt.Sprintf("config %q has no %s yet: static-creds/%s will fail until it is written", r.Config, cfg.kind().lacks(), name))
 	}
 	return resp, nil
@@ -336,6 +406,20 @@ func validateStaticRole(r *staticRoleEntry) string {
 	}
 	if !nameRegex.MatchString(r.Config) {
 		return fmt.Sprintf("config %q is not a valid config name (letters, digits, '-', '_' and '.')", printable(r.Config))
+	}
+	switch r.CredentialType {
+	case "", credentialAPIToken:
+	default:
+		return fmt.Sprintf("credential_type %q is not supported on a static role: use access_token or api_token", printable(r.CredentialType))
+	}
+	if r.CredentialType == credentialAPIToken {
+		if r.RotationPeriod < minStaticRotationPeriod || r.RotationPeriod > maxStaticAPITokenPeriod {
+			return fmt.Sprintf("rotation_period %s is out of range for credential_type=api_token: use %s to %s", r.RotationPeriod, minStaticRotationPeriod, maxStaticAPITokenPeriod)
+		}
+		return ""
+	}
+	if r.ArrayRole != "" {
+		return "array_role applies only to credential_type=api_token"
 	}
 	if r.RotationPeriod < minStaticRotationPeriod || r.RotationPeriod > maxStaticRotationPeriod {
 		return fmt.Sprintf("rotation_period %s is out of range: use %s to %s, so that a token is replaced while it still has a useful life left (Pure1's tokens live about 10h)",

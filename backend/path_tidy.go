@@ -2,11 +2,14 @@ package backend
 
 import (
 	"context"
+	"fmt"
 	"strings"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 )
+
+const fieldUsersDeleted = "users_deleted"
 
 const (
 	tidyHelpSynopsis    = "Delete now what config NAME left on its array: the API clients on the delete list that are due."
@@ -22,6 +25,11 @@ previous_retire_at; to cut it off sooner, rotate with retire_previous=now.
 
 The answer lists what is still waiting (pending_deletions), with each
 entry's last error. Reads of the config show the same list.
+
+It also deletes the array users that no live lease names: users of
+credential_type=api_token roles whose lease was never revoked (the array was
+down past Vault's retries), and users with a Vault prefix that Vault has no
+record of. The background loop does the same every hour.
 `
 )
 
@@ -51,6 +59,7 @@ func pathTidy(b *backend) []*framework.Path {
 						Description: "OK",
 						Fields: map[string]*framework.FieldSchema{
 							fieldPendingDeletions: arrayConfigResponseFields[fieldPendingDeletions],
+							fieldUsersDeleted:     {Type: framework.TypeInt, Description: "Array users with a Vault prefix that no live lease named, deleted now."},
 						},
 					}},
 				},
@@ -66,12 +75,23 @@ func (b *backend) pathTidyWrite(ctx context.Context, req *logical.Request, d *fr
 		return logical.ErrorResponse(err.Error()), nil
 	}
 	name := d.Get("name").(string)
+	if !b.mayWrite() {
+		return nil, logical.ErrReadOnly
+	}
 	b.drainBounded(ctx, req.Storage, name, true)
 	pending, err := b.pendingDeletions(ctx, req.Storage, name)
 	if err != nil {
 		return nil, err
 	}
 	resp := &logical.Response{Data: map[string]interface{}{fieldPendingDeletions: pending}}
+	// And the array users no live lease names (array_users.go).
+	tctx, cancel := context.WithTimeout(ctx, inlineCleanupTimeout)
+	defer cancel()
+	n, uerr := b.tidyUsers(tctx, req.Storage, name)
+	resp.Data[fieldUsersDeleted] = n
+	if uerr != nil {
+		resp.AddWarning(fmt.Sprintf("tidying the array users of config %q failed: %v; the background loop tries again", name, uerr))
+	}
 	if pending == nil {
 		resp.Data[fieldPendingDeletions] = []map[string]interface{}{}
 	}

@@ -93,6 +93,10 @@ func (b *backend) runStaticRefresher(ctx context.Context, s logical.Storage) {
 		if next := b.drainCleanup(ctx, s, ""); !next.IsZero() {
 			wait = min(wait, next.Sub(b.now()))
 		}
+		// And the tidy of the array users Vault makes (array_users.go).
+		if next := b.tidyDueUsers(ctx, s); !next.IsZero() {
+			wait = min(wait, next.Sub(b.now()))
+		}
 		wait = max(wait, staticMinWait)
 		timer := time.NewTimer(wait)
 		select {

@@ -43,6 +43,9 @@ type staticToken struct {
 	Org         string    `json:"org,omitzero"`
 	MaxRole     string    `json:"max_role,omitzero"`
 	AppID       string    `json:"app_id,omitzero"`
+	// Username is the array user whose API token AccessToken is (static
+	// api_token roles: the current one of the pair, or the role's user).
+	Username string `json:"username,omitzero"`
 	// Config and Identity say which config, as it was, issued the token: a
 	// config that changed since (a new key, app_id or token_url) makes it due.
 	Config        string    `json:"config"`
@@ -126,11 +129,13 @@ func (b *backend) refreshStatic(ctx context.Context, s logical.Storage, name str
 	switch {
 	case cfg == nil:
 		cfgErr = fmt.Errorf("%w: config %q does not exist", errStaticConfig, role.Config)
-	case !cfg.ready():
+	case role.CredentialType == credentialAPIToken && (cfg.entry.Managed == nil || cfg.entry.Managed.AdminAPIToken == ""):
+		cfgErr = fmt.Errorf("%w: config %q has no admin_api_token, which makes the role's users and their tokens", errStaticConfig, role.Config)
+	case role.CredentialType != credentialAPIToken && !cfg.ready():
 		cfgErr = fmt.Errorf("%w: %s", errStaticConfig, cfg.kind.notReady(cfg, ""))
 	}
 	if cfgErr != nil {
-		_, err := b.storeStaticResult(ctx, s, name, role, cfg, nil, cfgErr)
+		_, err := b.storeStaticResult(ctx, s, name, role, cfg, nil, "", cfgErr)
 		b.metrics.observeStaticRefresh(name, role.Config, cmp.Or(err, cfgErr))
 		if err != nil {
 			return nil, err
@@ -141,8 +146,17 @@ func (b *backend) refreshStatic(ctx context.Context, s logical.Storage, name str
 	// The flight's role label is static-roles/<name>: no dynamic role's name
 	// has a slash, so the two never share a flight or a series.
 	_, err = b.flights.do(ctx, flightKey(staticRoleStoragePrefix+name, role.Username, cfg.identity), func(fctx context.Context) (*pure1.AccessToken, error) {
-		tok, xerr := b.exchangeWith(fctx, cfg, role.Username, "static role "+name)
-		_, err := b.storeStaticResult(fctx, s, name, role, cfg, tok, xerr)
+		var (
+			tok  *pure1.AccessToken
+			xerr error
+			user = role.Username
+		)
+		if role.CredentialType == credentialAPIToken {
+			tok, user, xerr = b.rotateStaticAPIToken(fctx, s, name, role, cfg)
+		} else {
+			tok, xerr = b.exchangeWith(fctx, cfg, role.Username, "static role "+name)
+		}
+		_, err := b.storeStaticResult(fctx, s, name, role, cfg, tok, user, xerr)
 		b.metrics.observeStaticRefresh(name, role.Config, cmp.Or(xerr, err))
 		if err != nil {
 			return nil, err
@@ -158,7 +172,7 @@ func (b *backend) refreshStatic(ctx context.Context, s logical.Storage, name str
 // storeStaticResult records the outcome of one refresh: the new token on
 // success; on failure the current token is kept, with since when refreshing
 // fails, Pure1's reason and when to try again.
-func (b *backend) storeStaticResult(ctx context.Context, s logical.Storage, name string, role *staticRoleEntry, cfg *config, tok *pure1.AccessToken, xerr error) (*staticToken, error) {
+func (b *backend) storeStaticResult(ctx context.Context, s logical.Storage, name string, role *staticRoleEntry, cfg *config, tok *pure1.AccessToken, user string, xerr error) (*staticToken, error) {
 	b.writeLock.Lock()
 	defer b.writeLock.Unlock()
 
@@ -168,7 +182,7 @@ func (b *backend) storeStaticResult(ctx context.Context, s logical.Storage, name
 	if err != nil {
 		return nil, err
 	}
-	if cur == nil || cur.Config != role.Config || cur.Username != role.Username {
+	if cur == nil || cur.Config != role.Config || cur.Username != role.Username || cur.CredentialType != role.CredentialType || cur.ArrayRole != role.ArrayRole {
 		return nil, errStaticRoleGone
 	}
 	old, err := readStaticToken(ctx, s, name)
@@ -185,8 +199,9 @@ func (b *backend) storeStaticResult(ctx context.Context, s logical.Storage, name
 			Org:           tok.Org,
 			MaxRole:       tok.MaxRole,
 			AppID:         cfg.clientID,
+			Username:      user,
 			Config:        cur.Config,
-			Identity:      identityHash(cfg),
+			Identity:      staticIdentity(cur, cfg),
 			LastRefreshed: now,
 		}
 		period := cur.RotationPeriod
@@ -211,7 +226,7 @@ func (b *backend) storeStaticResult(ctx context.Context, s logical.Storage, name
 		t.LastError = xerr.Error()
 		t.FailedIdentity = ""
 		if cfg != nil {
-			t.FailedIdentity = identityHash(cfg)
+			t.FailedIdentity = staticIdentity(cur, cfg)
 		}
 		wait := staticRetryMin << min(t.Failures-1, 10)
 		if wait > staticRetryMax {
@@ -270,5 +285,21 @@ func staticDue(t *staticToken, role *staticRoleEntry, cfg *config, now time.Time
 	if t.Failures > 0 {
 		seen = t.FailedIdentity
 	}
-	return seen != identityHash(cfg)
+	return seen != staticIdentity(role, cfg)
+}
+
+// staticIdentity is what a static role's token depends on: an access
+// token on the config's key and client; an array user's API token only on
+// the array and the admin token that makes it.
+func staticIdentity(role *staticRoleEntry, cfg *config) string {
+	if role.CredentialType != credentialAPIToken {
+		return identityHash(cfg)
+	}
+	e := &cfg.entry
+	token := ""
+	if e.Managed != nil {
+		token = e.Managed.AdminAPIToken
+	}
+	sum := sha256.Sum256([]byte(e.Kind + "\x00" + e.ArrayURL + "\x00" + e.CACert + "\x00" + token))
+	return hex.EncodeToString(sum[:16])
 }

@@ -16,7 +16,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hashicorp/go-cleanhttp"
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/pure1vault/vault-plugin-secrets-pure1/backend/pure1"
@@ -45,6 +44,8 @@ type Admin interface {
 	DeleteAPIClient(ctx context.Context, name string) error
 	// Logout ends the session.
 	Logout(ctx context.Context) error
+	// Users are the local users the session manages (users.go).
+	Users
 }
 
 // logoutTimeout bounds a logout, which runs even when the work it closes
@@ -60,11 +61,12 @@ func WithAdmin(ctx context.Context, arr Array, apiToken string, fn func(Admin) e
 	if err != nil {
 		return err
 	}
-	err = fn(admin)
-	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), logoutTimeout)
-	defer cancel()
-	_ = admin.Logout(lctx) // logged by the Admin
-	return err
+	defer func() { // deferred: a panic in fn logs out too
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), logoutTimeout)
+		defer cancel()
+		_ = admin.Logout(lctx) // logged by the Admin
+	}()
+	return fn(admin)
 }
 
 // NewAPIClient is what POST /api/2.x/api-clients takes.
@@ -187,7 +189,9 @@ func New(opts Options) (*HTTPArray, error) {
 	if err := opts.Hosts.Check("array_url", opts.ArrayURL); err != nil {
 		return nil, err
 	}
-	t := cleanhttp.DefaultPooledTransport()
+	// The policy's transport refuses, where it dials, an array_url whose
+	// name resolves to loopback unless the registrar allowed loopback.
+	t := opts.Hosts.Transport()
 	t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 	if len(opts.CACert) > 0 {
 		pool, err := ParseCACert(opts.CACert)
@@ -490,32 +494,40 @@ func (s *httpAdmin) EnableAPIClient(ctx context.Context, name string) (*APIClien
 	return got, nil
 }
 
+// GetAPIClient lists the array's API clients and picks name out. It never
+// asks by name: an array answers a name it does not know with an error
+// (400), which cannot be told from any other refusal of the request, and a
+// delete list that took a refusal for "gone" would forget a client that
+// still exists. A list answer is unambiguous.
 func (s *httpAdmin) GetAPIClient(ctx context.Context, name string) (*APIClient, error) {
-	got, err := s.call(ctx, fmt.Sprintf("read API client %q", name), http.MethodGet, name, nil)
-	if notFound(err) {
-		return nil, nil // arrays answer 400 for a name that does not exist
+	call := fmt.Sprintf("read API client %q", name)
+	path := "/api/" + s.ver + "/api-clients"
+	raw, _, err := s.a.do(ctx, call, http.MethodGet, path, s.header(), nil)
+	if err != nil {
+		return nil, err
 	}
-	return got, err
+	var r struct {
+		Items []APIClient `json:"items"`
+	}
+	if err := json.Unmarshal(raw, &r); err != nil {
+		return nil, s.a.badAnswer(call, http.MethodGet, path, "the answer is not JSON")
+	}
+	for i := range r.Items {
+		if r.Items[i].Name == name {
+			return &r.Items[i], nil
+		}
+	}
+	return nil, nil
 }
 
 func (s *httpAdmin) DeleteAPIClient(ctx context.Context, name string) error {
 	_, err := s.call(ctx, fmt.Sprintf("delete API client %q", name), http.MethodDelete, name, nil)
-	if notFound(err) {
-		// Gone already, or the array refuses the request: ask which.
-		got, gerr := s.GetAPIClient(ctx, name)
-		if gerr == nil && got == nil {
-			return nil
-		}
+	if err == nil {
+		return nil
+	}
+	// Gone already, or the array refuses the request: the list says which.
+	if got, gerr := s.GetAPIClient(ctx, name); gerr == nil && got == nil {
+		return nil
 	}
 	return err
-}
-
-// notFound: arrays answer a name that does not exist with 400 (or 404).
-func notFound(err error) bool {
-	var ce *CallError
-	if !errors.As(err, &ce) {
-		return false
-	}
-	code := ce.StatusCode()
-	return code == http.StatusBadRequest || code == http.StatusNotFound
 }

@@ -33,6 +33,11 @@ type Kind struct {
 	// defaultPrefix starts the name of the API client Vault registers for
 	// a config that names none.
 	defaultPrefix string
+	// userName is the array's rule for local user names, userRule it in
+	// words; maxUser their length.
+	userName *regexp.Regexp
+	userRule string
+	maxUser  int
 }
 
 var (
@@ -48,6 +53,9 @@ var (
 		nameRule:       "letters, digits and '-' only (no '_' or '.'), starting and ending with a letter or digit, at most 63 characters",
 		nameSeparator:  "-",
 		defaultPrefix:  "vault-",
+		userName:       regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9_-]{0,30}[a-zA-Z0-9])?$`),
+		userRule:       "letters, digits, '-' and '_', starting and ending with a letter or digit, at most 32 characters",
+		maxUser:        32,
 	}
 	// FlashBlade: letters, digits and '_' only, at most 56 characters (as
 	// Pure's FlashBlade Ansible collection checks API client names).
@@ -60,6 +68,9 @@ var (
 		nameRule:           "letters, digits and '_' only (no '-' or '.'), starting and ending with a letter or digit, at most 56 characters",
 		nameSeparator:      "_",
 		defaultPrefix:      "vault_",
+		userName:           regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9_-]{0,30}[a-zA-Z0-9])?$`),
+		userRule:           "letters, digits, '-' and '_', starting and ending with a letter or digit, at most 32 characters",
+		maxUser:            32,
 	}
 )
 
@@ -147,4 +158,34 @@ func printable(s string) string {
 		}
 		return r
 	}, s)
+}
+
+// CheckUserName refuses a local user name the array would refuse.
+func (k *Kind) CheckUserName(field, name string) error {
+	if !k.userName.MatchString(name) {
+		return fmt.Errorf("%s %q is not a %s user name: use %s", field, printable(name), k.Product, k.userRule)
+	}
+	return nil
+}
+
+// MaxUserName is the longest local user name the array takes.
+func (k *Kind) MaxUserName() int { return k.maxUser }
+
+// UserPrefix makes s a prefix of user names the array takes: characters it
+// refuses become the kind's separator, and it is cut so that a suffix of
+// suffixLen still fits.
+func (k *Kind) UserPrefix(s string, suffixLen int) string {
+	p := strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '-', r == '_':
+			return r
+		case r >= 'A' && r <= 'Z':
+			return r + ('a' - 'A')
+		}
+		return rune(k.nameSeparator[0])
+	}, s)
+	if max := k.maxUser - suffixLen; len(p) > max {
+		p = p[:max]
+	}
+	return strings.TrimLeft(p, "-_")
 }
