@@ -171,6 +171,17 @@ func (a *ArrayEmulator) Clients(t testing.TB) []string {
 	return out
 }
 
+// Users lists the array's local users, by name, through the admin API:
+// roles and token times, never a secret.
+func (a *ArrayEmulator) Users(t testing.TB) []arrayemu.User {
+	t.Helper()
+	var list struct {
+		Items []arrayemu.User `json:"items"`
+	}
+	a.admin(t, http.MethodGet, arrayemu.UsersPath, nil, &list)
+	return list.Items
+}
+
 // Fault queues faults at the emulator (all or none: an invalid one fails
 // the test).
 func (a *ArrayEmulator) Fault(t testing.TB, faults ...arrayemu.Fault) {
