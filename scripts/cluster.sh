@@ -17,7 +17,7 @@
 # Environment:
 #   VAULT_BIN             the vault binary (default bin/vault: make vault)
 #   PURE1_BIN_DIR         where the plugin binary is (default bin/: make build)
-#   VERSION               the plugin version to register (default v0.1.0, what make build stamps)
+#   VERSION               the plugin version to register (default: the VERSION file, what make build stamps)
 #   RAFT_PERF_MULTIPLIER  Raft timing multiplier (default: Vault's own, 5; 1 = fastest failover)
 #   CLUSTER_STOP_GRACE    seconds stop waits after SIGTERM before SIGKILL (default 5)
 #
@@ -289,7 +289,7 @@ write_env() {
 cmd_start() {
   need curl jq ss setsid sha256sum
   VAULT_BIN="${VAULT_BIN:-$ROOT/bin/vault}"
-  VERSION="${VERSION:-v0.1.0}"
+  VERSION="${VERSION:-$(cat "$ROOT/VERSION")}"
   local plugin="${PURE1_BIN_DIR:-$ROOT/bin}/$PLUGIN_NAME" n t0=$SECONDS
   [[ -x "$VAULT_BIN" ]] || die "no Vault binary at $VAULT_BIN: run make vault (or set VAULT_BIN)"
   [[ -x "$plugin" ]] || die "no plugin binary at $plugin: run make build"
@@ -366,7 +366,15 @@ cmd_start() {
   ok "3 voters"
 
   step "Registering $PLUGIN_NAME $VERSION (sha256 ${SHA:0:12}...) and mounting it at $MOUNT/"
-  out="$(vault_at 1 plugin register -sha256="$SHA" -version="$VERSION" -command="$PLUGIN_NAME" secret "$PLUGIN_NAME" 2>&1)" ||
+  # As an operator does (scripts/register.sh): by SHA256SUMS when the plugin
+  # is a release's (a SHA256SUMS beside it), else by its own checksum; loopback
+  # allowed for the emulators, which listen there.
+  local register=(-q -version "$VERSION" -allow-hosts loopback)
+  local sums
+  sums="$(dirname "$plugin")/SHA256SUMS"
+  if [[ -r "$sums" ]]; then register+=(-sums "$sums"); else register+=(-compute); fi
+  out="$(VAULT_ADDR="$(node_addr 1)" VAULT_TOKEN="$VAULT_TOKEN" VAULT_NAMESPACE='' VAULT_BIN="$VAULT_BIN" \
+    "$ROOT/scripts/register.sh" "${register[@]}" "$DIR/node1/plugins/$PLUGIN_NAME" 2>&1)" ||
     die_node 1 "plugin register failed: $out"
   out="$(vault_at 1 secrets enable -path="$MOUNT" -plugin-version="$VERSION" "$PLUGIN_NAME" 2>&1)" ||
     die_node 1 "secrets enable failed: $out"

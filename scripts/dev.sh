@@ -6,8 +6,9 @@
 #      (so a page size of 2 shows Pure1's paging);
 #   2. starts `vault server -dev` on another, with .dev/plugins holding a copy
 #      of bin/vault-plugin-secrets-pure1;
-#   3. registers the plugin by sha256 and version ($VERSION, default v0.1.0)
-#      and mounts it at pure1/;
+#   3. registers the plugin with scripts/register.sh, by sha256 and version
+#      ($VERSION, default the VERSION file's), loopback allowed for the
+#      emulators, and mounts it at pure1/;
 #   4. runs bootstrap/dev-bootstrap.sh: a key generated inside Vault, its
 #      public key registered with the emulator, roles readonly (access_token)
 #      and readonly-jwt (jwt);
@@ -32,7 +33,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 need curl setsid sha256sum
 
-VERSION="${VERSION:-v0.1.0}"
+VERSION="${VERSION:-$(cat "$ROOT/VERSION")}"
 BIN_DIR="${PURE1_BIN_DIR:-$ROOT/bin}"
 VAULT="${VAULT_BIN:-$BIN_DIR/vault}"
 PLUGIN_NAME=vault-plugin-secrets-pure1
@@ -178,9 +179,14 @@ ok "Vault at $VAULT_ADDR (pid $VAULT_PID, root token '$ROOT_TOKEN', log ${LOG_DI
 # ---- 3. the plugin -------------------------------------------------------------------------
 
 SHA="$(sha256_of "$DEV_DIR/plugins/$PLUGIN_NAME")"
-step "Registering the plugin: $PLUGIN_NAME $VERSION (sha256 ${SHA:0:16}...)"
-"$VAULT" plugin register -sha256="$SHA" -version="$VERSION" -command="$PLUGIN_NAME" \
-  secret "$PLUGIN_NAME" >/dev/null
+step "Registering the plugin: $PLUGIN_NAME $VERSION (sha256 ${SHA:0:16}...), loopback allowed for the emulators"
+# As an operator does (scripts/register.sh): by the checksum SHA256SUMS lists
+# when the binaries are a release's (a SHA256SUMS beside them, as make
+# test-e2e lays out), else by the build's own. loopback: the emulators
+# listen there, and the plugin reaches loopback only when told so.
+register=(-q -version "$VERSION" -allow-hosts loopback)
+if [[ -r "$BIN_DIR/SHA256SUMS" ]]; then register+=(-sums "$BIN_DIR/SHA256SUMS"); else register+=(-compute); fi
+VAULT_BIN="$VAULT" "$ROOT/scripts/register.sh" "${register[@]}" "$DEV_DIR/plugins/$PLUGIN_NAME"
 "$VAULT" secrets enable -path="$MOUNT" -plugin-version="$VERSION" "$PLUGIN_NAME" >/dev/null
 running_version="$("$VAULT" read -field=running_plugin_version "sys/mounts/$MOUNT")"
 ok "mounted at $MOUNT/ (running version $running_version)"
