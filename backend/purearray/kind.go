@@ -38,6 +38,9 @@ type Kind struct {
 	userName *regexp.Regexp
 	userRule string
 	maxUser  int
+	// tokenUserParam selects a user's API token: names= on a FlashArray,
+	// admin_names= on a FlashBlade.
+	tokenUserParam string
 }
 
 var (
@@ -53,9 +56,10 @@ var (
 		nameRule:       "letters, digits and '-' only (no '_' or '.'), starting and ending with a letter or digit, at most 63 characters",
 		nameSeparator:  "-",
 		defaultPrefix:  "vault-",
-		userName:       regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9_-]{0,30}[a-zA-Z0-9])?$`),
-		userRule:       "letters, digits, '-' and '_', starting and ending with a letter or digit, at most 32 characters",
+		userName:       localUserName,
+		userRule:       localUserRule,
 		maxUser:        32,
+		tokenUserParam: "names",
 	}
 	// FlashBlade: letters, digits and '_' only, at most 56 characters (as
 	// Pure's FlashBlade Ansible collection checks API client names).
@@ -68,11 +72,19 @@ var (
 		nameRule:           "letters, digits and '_' only (no '-' or '.'), starting and ending with a letter or digit, at most 56 characters",
 		nameSeparator:      "_",
 		defaultPrefix:      "vault_",
-		userName:           regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9_-]{0,30}[a-zA-Z0-9])?$`),
-		userRule:           "letters, digits, '-' and '_', starting and ending with a letter or digit, at most 32 characters",
+		userName:           localUserName,
+		userRule:           localUserRule,
 		maxUser:            32,
+		tokenUserParam:     "admin_names",
 	}
 )
+
+// localUserName is both kinds' rule for local user names, as Pure's
+// purefa_user and purefb_user modules check them: lowercase letters, digits
+// and '-', starting and ending with a letter or digit, 1 to 32 characters.
+var localUserName = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$`)
+
+const localUserRule = "lowercase letters, digits and '-', starting and ending with a letter or digit, at most 32 characters"
 
 // Kinds lists every array kind, FlashArray first.
 var Kinds = []*Kind{FlashArray, FlashBlade}
@@ -177,15 +189,15 @@ func (k *Kind) MaxUserName() int { return k.maxUser }
 func (k *Kind) UserPrefix(s string, suffixLen int) string {
 	p := strings.Map(func(r rune) rune {
 		switch {
-		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '-', r == '_':
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '-':
 			return r
 		case r >= 'A' && r <= 'Z':
 			return r + ('a' - 'A')
 		}
-		return rune(k.nameSeparator[0])
+		return '-'
 	}, s)
 	if max := k.maxUser - suffixLen; len(p) > max {
 		p = p[:max]
 	}
-	return strings.TrimLeft(p, "-_")
+	return strings.TrimLeft(p, "-")
 }

@@ -13,7 +13,8 @@ import (
 // Local array users and their API tokens, as Pure's SDK speaks them
 // (FlashArray REST 2.2+, FlashBlade 2.15+): POST /api/<ver>/admins?names=
 // with AdminPost (password, role as {"name": role}), POST
-// /api/<ver>/admins/api-tokens?names=&timeout=<ms> answering the token once,
+// /api/<ver>/admins/api-tokens?names=&timeout=<ms> (admin_names= on a
+// FlashBlade) answering the token once,
 // DELETE /api/<ver>/admins?names= (which takes the user's token with it).
 // The engine makes a user per lease and deletes it when the lease ends.
 
@@ -72,7 +73,7 @@ func (s *httpAdmin) CreateUser(ctx context.Context, u NewUser) error {
 
 func (s *httpAdmin) CreateAPIToken(ctx context.Context, user string, timeout time.Duration) (*APIToken, error) {
 	call := fmt.Sprintf("create an API token of user %q", user)
-	q := url.Values{"names": {user}}
+	q := url.Values{s.a.kind.tokenUserParam: {user}}
 	if timeout > 0 {
 		q.Set("timeout", strconv.FormatInt(timeout.Milliseconds(), 10))
 	}
@@ -106,7 +107,7 @@ func (s *httpAdmin) CreateAPIToken(ctx context.Context, user string, timeout tim
 
 func (s *httpAdmin) DeleteAPIToken(ctx context.Context, user string) error {
 	_, _, err := s.a.do(ctx, fmt.Sprintf("delete the API token of user %q", user), http.MethodDelete,
-		s.adminsPath("/api-tokens", url.Values{"names": {user}}), s.header(), nil)
+		s.adminsPath("/api-tokens", url.Values{s.a.kind.tokenUserParam: {user}}), s.header(), nil)
 	if err == nil {
 		return nil
 	}
