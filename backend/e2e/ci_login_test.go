@@ -133,31 +133,42 @@ type cliError struct {
 
 func (e *cliError) Error() string { return e.err.Error() + ": " + strings.TrimSpace(e.stderr) }
 
-// TestCILogin runs bootstrap/ci/setup-jwt-auth.sh against a real Vault for
-// GitHub Actions and GitLab CI, then logs in with tokens shaped exactly like
-// theirs: the right repository and branch read Pure1 credentials and nothing
-// else; another repository, branch, audience, issuer or key, and an expired
-// token, are refused. The example GitLab job's script and the GitHub
-// workflow's curl step run as written.
+// TestCILogin runs the Vault-side commands of bootstrap/ci/github-actions.yml
+// and gitlab-ci.yml as written (bootstrap/ci/setup-jwt-auth.sh against a
+// real Vault), then logs in with tokens shaped exactly like GitHub's and
+// GitLab's: the right repository and branch read Pure1 credentials and
+// nothing else; another repository, branch, audience, issuer or key, and an
+// expired token, are refused. The example GitLab job's script and the GitHub
+// workflow's curl step run as written. The examples' static variant too, as
+// their comments write it: refused with 403 until its setup command has run,
+// then every job's read of static-creds/ci works.
 func TestCILogin(t *testing.T) {
 	requireE2E(t)
 	t.Parallel()
 	e := StartEmulator(t)
 	v := StartVaultDev(t)
 	Bootstrap(t, v, e)
-	// The static role the pipelines' policy names: every job shares its token.
-	v.MustCLI(t, "write", Mount+"/static-roles/ci", "config=main")
+	// The config the examples' static variant names: prod, as the README's
+	// five-minute setup makes it.
+	gen := v.MustCLIJSON(t, "write", "-format=json", Mount+"/config/prod", "generate_key=true")
+	v.MustCLI(t, "write", Mount+"/config/prod", "app_id="+e.Register(t, jstr(t, gen, "data", "public_key")), "token_url="+e.TokenURL())
 	root := RepoRoot(t)
 	script := filepath.Join(root, "bootstrap", "ci", "setup-jwt-auth.sh")
 	github, gitlab, stranger := newCIIssuer(t, "github-key"), newCIIssuer(t, "gitlab-key"), newCIIssuer(t, "stranger")
 	vaultEnv := []string{"VAULT_ADDR=" + v.Addr, "VAULT_TOKEN=" + v.Token, "VAULT_BIN=" + v.Bin}
-
-	out := runScript(t, script, []string{"github", ciRepo, ciBranch}, append(vaultEnv,
-		"JWT_VALIDATION_PUBKEYS="+github.pubFile, "PURE1_STATIC_ROLE=ci"))
-	t.Logf("setup-jwt-auth.sh github:\n%s", out)
-	out = runScript(t, script, []string{"gitlab", ciRepo, ciBranch}, append(vaultEnv,
-		"JWT_VALIDATION_PUBKEYS="+gitlab.pubFile, "JWT_AUDIENCE="+gitlabAud))
-	t.Logf("setup-jwt-auth.sh gitlab:\n%s", out)
+	// An admin's shell: the vault CLI on PATH; the issuers' keys given, as
+	// GitHub's and GitLab's cannot be fetched here.
+	adminEnv := []string{"VAULT_ADDR=" + v.Addr, "VAULT_TOKEN=" + v.Token, "PATH=" + filepath.Dir(v.Bin) + ":" + os.Getenv("PATH")}
+	githubEnv := append(slices.Clone(adminEnv), "JWT_VALIDATION_PUBKEYS="+github.pubFile)
+	gitlabEnv := append(slices.Clone(adminEnv), "JWT_VALIDATION_PUBKEYS="+gitlab.pubFile)
+	ghExample := readCIExample(t, filepath.Join(root, "bootstrap", "ci", "github-actions.yml"))
+	glExample := readCIExample(t, filepath.Join(root, "bootstrap", "ci", "gitlab-ci.yml"))
+	for _, c := range ghExample.setup {
+		runExample(t, root, c, githubEnv...)
+	}
+	for _, c := range glExample.setup {
+		runExample(t, root, c, gitlabEnv...)
+	}
 	for _, bad := range []struct {
 		args []string
 		want string
@@ -172,8 +183,9 @@ func TestCILogin(t *testing.T) {
 		}
 	}
 	// Again: the script updates in place.
-	runScript(t, script, []string{"gitlab", ciRepo, ciBranch}, append(vaultEnv,
-		"JWT_VALIDATION_PUBKEYS="+gitlab.pubFile, "JWT_AUDIENCE="+gitlabAud))
+	for _, c := range glExample.setup {
+		runExample(t, root, c, gitlabEnv...)
+	}
 
 	// useToken checks what a pipeline's Vault token may do: read its Pure1
 	// credential (accepted by Pure1), and no other Pure1 path.
@@ -212,7 +224,7 @@ func TestCILogin(t *testing.T) {
 		if err != nil {
 			t.Fatalf("a token of %s on %s: %v", ciRepo, ciBranch, err)
 		}
-		useToken(t, token, []string{"pure1/static-creds/ci"})
+		useToken(t, token, nil)
 		look := mustJSONObject(t, mustCLIAs(t, v, token, "token", "lookup", "-format=json"))
 		meta, _ := jget(look, "data", "meta").(map[string]any)
 		if meta["repository"] != ciRepo || meta["actor"] != "octocat" || meta["run_id"] != "9876543210" || meta["role"] != ciRole {
@@ -278,6 +290,33 @@ func TestCILogin(t *testing.T) {
 		}
 		access := strings.TrimSpace(mustCLIAs(t, v, token, "read", "-field=access_token", "pure1/creds/readonly"))
 		runCI(t, steps[1].(map[string]any)["run"].(string), "PURE1_ACCESS_TOKEN="+access, "PURE1_API_URL="+e.URL)
+
+		// The static variant, as the comment writes it: its secrets line.
+		path, field, ok := strings.Cut(strings.TrimSpace(strings.Split(ghExample.staticLine, "|")[0]), " ")
+		if !ok || !strings.HasSuffix(ghExample.staticLine, "| PURE1_ACCESS_TOKEN") {
+			t.Fatalf("github-actions.yml's static variant line %q is not a vault-action secrets line (PATH KEY | VAR)", ghExample.staticLine)
+		}
+		read := func(t *testing.T) (string, string, error) {
+			t.Helper()
+			tok, err := ciLogin(t, v, "jwt-github", ciRole, github.sign(t, githubClaims(ciRepo, ciBranch, time.Now())))
+			if err != nil {
+				t.Fatalf("login: %v", err)
+			}
+			return v.CLIStreams(t, []string{"VAULT_TOKEN=" + tok}, "read", "-field="+field, path)
+		}
+		staticVariant(t, root, ghExample, githubEnv, func(t *testing.T, before bool) {
+			out, stderr, err := read(t)
+			if before {
+				if err == nil || !strings.Contains(stderr, "permission denied") || !strings.Contains(stderr, "403") {
+					t.Errorf("read %s before the static variant's setup: err %v, stderr %q; want 403 permission denied, as the example warns", path, err, stderr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("read %s after the static variant's commands: %v: %s", path, err, stderr)
+			}
+			runCI(t, steps[1].(map[string]any)["run"].(string), "PURE1_ACCESS_TOKEN="+strings.TrimSpace(out), "PURE1_API_URL="+e.URL)
+		})
 	})
 
 	t.Run("GitLab CI", func(t *testing.T) {
@@ -347,6 +386,35 @@ func TestCILogin(t *testing.T) {
 			"PURE1_API_URL="+e.URL, "PATH="+filepath.Dir(v.Bin)+":"+os.Getenv("PATH")); err == nil || !strings.Contains(out, "auth/jwt-gitlab/login") {
 			t.Errorf("the job's script with a dev-branch token: err %v, want it to fail at the login:\n%s", err, out)
 		}
+
+		// The static variant, as the comment writes it: its script line in
+		// place of the one that reads pure1/creds/readonly.
+		staticLine := strings.TrimSpace(strings.TrimPrefix(glExample.staticLine, "- "))
+		replaced := 0
+		var staticLines []string
+		for _, l := range lines {
+			if strings.Contains(l, "pure1/creds/readonly") {
+				l = staticLine
+				replaced++
+			}
+			staticLines = append(staticLines, l)
+		}
+		if replaced != 1 || !strings.Contains(staticLine, "pure1/static-creds/ci") {
+			t.Fatalf("gitlab-ci.yml: the static variant's line %q should replace exactly one script line reading pure1/creds/readonly (found %d)", staticLine, replaced)
+		}
+		staticVariant(t, root, glExample, gitlabEnv, func(t *testing.T, before bool) {
+			out, err := runCIErr(strings.Join(staticLines, "\n"), "VAULT_ADDR="+v.Addr, "VAULT_ID_TOKEN="+gitlab.sign(t, gitlabClaims(ciRepo, ciBranch, gitlabAud, time.Now())),
+				"PURE1_API_URL="+e.URL, "PATH="+filepath.Dir(v.Bin)+":"+os.Getenv("PATH"))
+			if before {
+				if err == nil || !strings.Contains(out, "permission denied") || !strings.Contains(out, "pure1/static-creds/ci") {
+					t.Errorf("the static job before the static variant's setup: err %v; want 403 permission denied on pure1/static-creds/ci, as the example warns:\n%s", err, out)
+				}
+				return
+			}
+			if err != nil || !strings.Contains(out, `"total_item_count"`) {
+				t.Errorf("the static job after the static variant's commands: err %v; want it to list arrays:\n%s", err, out)
+			}
+		})
 	})
 
 	// Last, because it replaces the mounts' trusted keys with its own: the
@@ -422,4 +490,89 @@ func containsAny(s, alternatives string) bool {
 		}
 	}
 	return false
+}
+
+// ciExample is what a CI example file tells its reader to run: the Vault
+// side's commands ("$ " lines of its header comment, continuations joined),
+// the static variant's, and the line the static variant puts in the job.
+type ciExample struct {
+	setup, static []string
+	staticLine    string
+}
+
+// readCIExample reads the header comment of a bootstrap/ci example file.
+func readCIExample(t *testing.T, path string) ciExample {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ex ciExample
+	inStatic, nextIsLine := false, false
+	comment := strings.Split(string(b), "\n")
+	for i := 0; i < len(comment) && strings.HasPrefix(comment[i], "#"); i++ {
+		text := strings.TrimSpace(strings.TrimPrefix(comment[i], "#"))
+		switch {
+		case strings.HasPrefix(text, "Static variant"):
+			inStatic = true
+		case nextIsLine:
+			ex.staticLine, nextIsLine = text, false
+		case strings.HasSuffix(text, "pure1/creds/readonly line:"):
+			nextIsLine = true
+		case strings.HasPrefix(text, "$ "):
+			cmd := strings.TrimPrefix(text, "$ ")
+			for strings.HasSuffix(cmd, "\\") && i+1 < len(comment) {
+				i++
+				cmd = strings.TrimSuffix(cmd, "\\") + strings.TrimSpace(strings.TrimPrefix(comment[i], "#"))
+			}
+			if inStatic {
+				ex.static = append(ex.static, cmd)
+			} else {
+				ex.setup = append(ex.setup, cmd)
+			}
+		}
+	}
+	if len(ex.setup) == 0 || len(ex.static) == 0 || ex.staticLine == "" {
+		t.Fatalf("%s: its header should give the Vault side's commands ($ lines), a Static variant paragraph with its own, and the line it reads in place of pure1/creds/readonly; got %+v", path, ex)
+	}
+	return ex
+}
+
+// runExample runs one command from an example's comment as written, in the
+// repository's root, as an admin would.
+func runExample(t *testing.T, root, command string, env ...string) string {
+	t.Helper()
+	cmd := exec.Command("sh", "-ec", command)
+	cmd.Dir = root
+	cmd.Env = childEnv(env...)
+	out, err := cmd.CombinedOutput()
+	t.Logf("$ %s\n%s", command, strings.TrimRight(string(out), "\n"))
+	if err != nil {
+		t.Fatalf("%s: %v", command, err)
+	}
+	return string(out)
+}
+
+// staticVariant runs the example's static variant in the order a reader
+// would: the commands that make the static role, then check (before=true:
+// the pipeline must still be refused, since its policy was not told), then
+// the setup script's rerun, then check again (before=false: it must work).
+func staticVariant(t *testing.T, root string, ex ciExample, env []string, check func(t *testing.T, before bool)) {
+	t.Helper()
+	var setup []string
+	for _, c := range ex.static {
+		if strings.Contains(c, "setup-jwt-auth.sh") {
+			setup = append(setup, c)
+			continue
+		}
+		runExample(t, root, c, env...)
+	}
+	if len(setup) == 0 {
+		t.Fatal("the static variant does not rerun setup-jwt-auth.sh: its policy covers creds/ only, so the pipeline's read is refused with 403")
+	}
+	check(t, true)
+	for _, c := range setup {
+		runExample(t, root, c, env...)
+	}
+	check(t, false)
 }

@@ -128,6 +128,13 @@ fi
   [[ -z "$STATIC_ROLE" ]] || printf 'path "%s/static-creds/%s" {\n  capabilities = ["read"]\n}\n' "$MOUNT" "$STATIC_ROLE"
 } | "$VAULT" policy write "$POLICY" - >/dev/null
 
+# A static role the policy names but Vault does not have is a read that
+# fails later, in the pipeline: say so now (the admin may create it next).
+if [[ -n "$STATIC_ROLE" ]] && ! "$VAULT" read "$MOUNT/static-roles/$STATIC_ROLE" >/dev/null 2>&1; then
+  printf 'setup-jwt-auth.sh: warning: %s/static-roles/%s does not exist: create it (vault write %s/static-roles/%s config=<your config>), or the pipeline'"'"'s read of %s/static-creds/%s fails\n' \
+    "$MOUNT" "$STATIC_ROLE" "$MOUNT" "$STATIC_ROLE" "$MOUNT" "$STATIC_ROLE" >&2
+fi
+
 # ---- the role: this repository, this branch, this audience -----------------------
 
 # JSON, because bound_claims and claim_mappings are maps.
@@ -153,3 +160,10 @@ $PROVIDER CI can now read $MOUNT/creds/$PURE1_ROLE${STATIC_ROLE:+ and $MOUNT/sta
 Log in from a job:
   vault write -field=token auth/$AUTH_PATH/login role=$ROLE_NAME jwt="\$ID_TOKEN"
 EOF
+if [[ -z "$STATIC_ROLE" ]]; then
+  cat <<EOF
+A static role too (one token shared by every job)? Run this again with
+PURE1_STATIC_ROLE=<name>: until then the policy allows $MOUNT/creds/$PURE1_ROLE
+only, and a read of $MOUNT/static-creds/<name> is refused with 403.
+EOF
+fi
