@@ -199,7 +199,7 @@ func arrayConfigFields() map[string]*framework.FieldSchema {
 		},
 		fieldArrayURL: {
 			Type:        framework.TypeString,
-			Description: "Arrays: https://<array management address>. Its host must be allowed like token_url's (loopback, or PURE1_ALLOWED_TOKEN_HOSTS set by the plugin's registrar).",
+			Description: "Arrays: https://<array management address>. Its host must be allowed by the plugin's registrar: -env PURE1_ALLOWED_TOKEN_HOSTS=host (the word loopback for an address on the Vault host).",
 		},
 		fieldCACert: {
 			Type:         framework.TypeString,

@@ -86,8 +86,9 @@ Vault's own verification exchanges>, and either
   client_id=... key_id=... issuer=... with private_key or generate_key
   (a client an operator created on the array).
 Roles on it name the array user: vault write pure1/roles/NAME config=fa username=ops.
-The array's host must be allowed like token_url's (loopback, or
-PURE1_ALLOWED_TOKEN_HOSTS set by the plugin's registrar).
+The array's host must be allowed by the plugin's registrar, like
+token_url's: vault plugin register -env PURE1_ALLOWED_TOKEN_HOSTS=host
+(the word loopback for an address on the Vault host).
 `
 	configListHelpSynopsis = "List the configured Pure1 applications."
 )
@@ -139,7 +140,7 @@ func pathConfig(b *backend) []*framework.Path {
 				fieldTokenURL: {
 					Type:        framework.TypeString,
 					Default:     pure1.DefaultTokenURL,
-					Description: "Pure1 token endpoint: https://api.pure1.purestorage.com/..., or a loopback address (a local emulator, http allowed). Another https host only when the plugin is registered with -env PURE1_ALLOWED_TOKEN_HOSTS=host.",
+					Description: "Pure1 token endpoint: https://api.pure1.purestorage.com/... Another https host only when the plugin is registered with -env PURE1_ALLOWED_TOKEN_HOSTS=host; a loopback address (a local emulator, http allowed) only with PURE1_ALLOWED_TOKEN_HOSTS=loopback.",
 				},
 				fieldMaxKeyAge: {
 					Type:        framework.TypeDurationSecond,
