@@ -58,11 +58,11 @@ const (
 // arrayUserEntry records one user Vault made on an array.
 type arrayUserEntry struct {
 	layoutVersion
-	Config    string `json:"config"`
-	Username  string `json:"username"`
-	Role      string `json:"role,omitempty"`        // the api_token role that made it
-	Static    string `json:"static_role,omitempty"` // or the static role whose pair it is
-	ArrayRole string `json:"array_role"`
+	Config    string    `json:"config"`
+	Username  string    `json:"username"`
+	Role      string    `json:"role,omitempty"`        // the api_token role that made it
+	Static    string    `json:"static_role,omitempty"` // or the static role whose pair it is
+	ArrayRole string    `json:"array_role"`
 	CreatedAt time.Time `json:"created_at"`
 	// ExpiresAt is its token's expiry: the user outlives no lease past it.
 	// Zero for a static role's user, which lives as long as the role.

@@ -15,7 +15,7 @@ import (
 // the calls, fails the ones it is told to, and notes the context each
 // delete ran under.
 type stepAdmin struct {
-	Users // not used by Register
+	Users   // not used by Register
 	clients map[string]*APIClient
 	// fail fails an op (create, recreate: the second create, enable, read,
 	// delete); applied: a failed create still made the client, as when
