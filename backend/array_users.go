@@ -243,7 +243,7 @@ func (b *backend) undoUser(ctx context.Context, s logical.Storage, cfg *config, 
 // refusal (the user limit named) as 400, an outage as 502.
 func userIssueFailure(err error, cfg *config, role string) (*logical.Response, error) {
 	var api *pure1.APIError
-	if errors.As(err, &api) && api.StatusCode == http.StatusBadRequest && strings.Contains(strings.ToLower(api.Description), "maximum") {
+	if errors.As(err, &api) && api.StatusCode == http.StatusBadRequest && userLimit(api.Description) {
 		return logical.ErrorResponse("the %s at %s has as many users as it takes (%s): revoke leases of role %q (vault lease revoke -prefix <mount>creds/%s), lower its ttl, or tidy the config",
 			cfg.kind.Name(), cfg.entry.ArrayURL, sentence(api), role, role), nil
 	}
@@ -256,6 +256,14 @@ func userIssueFailure(err error, cfg *config, role string) (*logical.Response, e
 	}
 	return nil, logical.CodedError(http.StatusBadGateway, fmt.Sprintf("making a user for role %q at %s failed: %s; nothing was left on the array, try again",
 		role, cfg.entry.ArrayURL, sentence(err)))
+}
+
+// userLimit reports whether an array's refusal says it holds as many local
+// users as it takes. Pure's code fixes no wording; arrays say "limit" or
+// "maximum".
+func userLimit(msg string) bool {
+	m := strings.ToLower(msg)
+	return strings.Contains(m, "limit") || strings.Contains(m, "maximum")
 }
 
 // secretArrayUser is the lease of an api_token role: revoking it deletes the

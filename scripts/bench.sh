@@ -12,6 +12,9 @@
 #   4. Static roles through a real Vault: static-creds vs kv-v2 reads/s, Vault's
 #      memory over 50,000 static reads beside 50,000 leased creds reads, and
 #      the exchanges 50,000 reads over 3 static roles cost.
+#   5. API-token leases through a real Vault, on each kind: leases issued and
+#      revoked per second beside the same user cycle made with the array's
+#      own calls, array calls per lease, admin logins per 1,000 leases.
 #
 # Nothing here asserts a time: it measures and prints.
 #   BENCH_TIME=2s         go test -benchtime for part 1
@@ -40,9 +43,9 @@ overhead="$(metric BenchmarkExchangeOverhead overhead-p50-ns)"
 
 echo
 echo "==> 3-4. Through a real Vault (this takes a few minutes)"
-PURE1_BENCH=1 PURE1_BENCH_OUT="$out/vault.md" PURE1_BENCH_STATIC_OUT="$out/static.md" \
+PURE1_BENCH=1 PURE1_BENCH_OUT="$out/vault.md" PURE1_BENCH_STATIC_OUT="$out/static.md" PURE1_BENCH_APITOKEN_OUT="$out/apitoken.md" \
   VAULT_BIN="${VAULT_BIN:-$ROOT/bin/vault}" PURE1_BIN_DIR="$ROOT/bin" \
-  go test -count=1 -timeout 20m -run '^TestThroughput$|^TestStaticThroughput$' ./backend/e2e/ >"$out/vault.log" 2>&1 ||
+  go test -count=1 -timeout 20m -run '^TestThroughput$|^TestStaticThroughput$|^TestAPITokenThroughput$' ./backend/e2e/ >"$out/vault.log" 2>&1 ||
   { cat "$out/vault.log"; echo "real-Vault benchmark failed" >&2; exit 1; }
 
 printf '\n## Results (%s, %s cores, %s)\n\n' "$(date -u +%F)" "$(nproc)" "$(go version | awk '{print $3}')"
@@ -61,3 +64,4 @@ awk -v r="$rawp50" -v c="$credsp50" -v o="$overhead" 'BEGIN {
 echo
 cat "$out/vault.md"
 cat "$out/static.md"
+cat "$out/apitoken.md"
