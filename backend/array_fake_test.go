@@ -51,6 +51,9 @@ type fakeArray struct {
 	users    map[string]*fakeUser
 	calls    map[string]int
 	maxUsers int
+	// sessionGen moves when the array forgets its sessions (an idle
+	// timeout, a restart): a session of an older generation gets 401.
+	sessionGen int
 }
 
 type fakeUser struct {
@@ -190,7 +193,7 @@ func (f *fakeArray) Admin(_ context.Context, apiToken string) (purearray.Admin, 
 	}
 	f.sessions++
 	f.logins++
-	return fakeAdmin{f: f}, nil
+	return fakeAdmin{f: f, gen: f.sessionGen}, nil
 }
 
 // wait holds a call while the gate is set, as a hanging array would.
@@ -232,6 +235,17 @@ func (f *fakeArray) openSessions() int {
 type fakeAdmin struct {
 	f    *fakeArray
 	kind *purearray.Kind
+	gen  int // the sessionGen it logged in under
+}
+
+// expired answers a session the array forgot as an array does: 401. f.mu
+// is held.
+func (a fakeAdmin) expired(call string) error {
+	if a.gen == a.f.sessionGen {
+		return nil
+	}
+	return &purearray.CallError{Call: call, Method: "POST", URL: testArrayURL,
+		Err: &pure1.APIError{StatusCode: http.StatusUnauthorized, Description: "Invalid or expired x-auth-token: log in again."}}
 }
 
 func (a fakeAdmin) CreateAPIClient(_ context.Context, c purearray.NewAPIClient) (*purearray.APIClient, error) {
@@ -405,6 +419,9 @@ func (a fakeAdmin) CreateUser(ctx context.Context, u purearray.NewUser) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls["user-create"]++
+	if err := a.expired("create user"); err != nil {
+		return err
+	}
 	if err := f.failing("user-create"); err != nil {
 		return err
 	}

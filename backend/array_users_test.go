@@ -314,3 +314,28 @@ func TestStaticAPITokenInPlace(t *testing.T) {
 	}
 	_ = purearray.FlashArray
 }
+
+// The kept session is logged in once and again only when the array forgot
+// it (401), not per lease; Clean logs it out.
+func TestAPITokenKeptSession(t *testing.T) {
+	env, fa := apiTokenEnv(t)
+	for i := 0; i < 5; i++ {
+		env.mustRead("creds/ansible")
+	}
+	fa.mu.Lock()
+	logins := fa.logins
+	fa.sessionGen++ // the array's idle timeout ended the session
+	fa.mu.Unlock()
+	env.mustRead("creds/ansible")
+	fa.mu.Lock()
+	relogins := fa.logins - logins
+	fa.mu.Unlock()
+	if relogins != 1 {
+		t.Errorf("%d logins after the array forgot the session, want 1 (and the read to work)", relogins)
+	}
+	open := fa.openSessions()
+	env.b.clean(env.ctx)
+	if got := fa.openSessions(); got != open-1 {
+		t.Errorf("sessions open after Clean: %d, want %d (the kept one logged out)", got, open-1)
+	}
+}
