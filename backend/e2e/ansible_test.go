@@ -3,9 +3,11 @@ package e2e
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -180,4 +182,73 @@ func lastLine(s string) string {
 	}
 	lines := strings.Split(s, "\n")
 	return " (" + lines[len(lines)-1] + ")"
+}
+
+// TestAnsibleDocsPlay runs the play of docs/consumers/ansible.md as it is
+// written, with the inventory its comment shows, against a real Vault and
+// the emulated FlashArray. Its module (purefa_volume) needs Pure's REST 1
+// SDK, which is not installed here, so the play fails at that task, as the
+// page says; what it proves is the play's shape: set_fact reads one lease
+// (one array user, not one per use) and the always: block revokes it after
+// the failure, so the user is gone and Vault holds no lease.
+func TestAnsibleDocsPlay(t *testing.T) {
+	requireE2E(t)
+	sdk := installArraysSDK(t)
+	playbook := installAnsible(t)
+	md, err := os.ReadFile(filepath.Join(RepoRoot(t), "docs", "consumers", "ansible.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := fencedBlocks(string(md), "yaml")
+	if len(blocks) != 1 || !strings.Contains(blocks[0], "# fa1 creds_path=pure1/creds/fa-automation") {
+		t.Fatalf("docs/consumers/ansible.md has %d yaml blocks; this test runs one play whose comment names the inventory line fa1 creds_path=pure1/creds/fa-automation", len(blocks))
+	}
+	e := StartArrayEmulatorKind(t, arrayemu.FlashArray, "-quiet")
+	v := StartVaultDevOpts(t, VaultOptions{LogLevel: "info"})
+	cfg := arrayConfig(e)
+	cfg["allowed_array_roles"] = "readonly,storage_admin"
+	if status, resp := v.HTTP(t, "POST", Mount+"/config/fa", cfg); status != 200 {
+		t.Fatalf("config: HTTP %d %v", status, resp)
+	}
+	v.MustCLI(t, "write", Mount+"/roles/fa-automation", "config=fa", "credential_type=api_token", "array_role=storage_admin", "ttl=30m")
+
+	dir := t.TempDir()
+	play, inv := filepath.Join(dir, "play.yml"), filepath.Join(dir, "inventory")
+	if err := os.WriteFile(play, []byte(blocks[0]), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(inv, []byte("[flasharrays]\nfa1 creds_path=pure1/creds/fa-automation\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var env []string
+	for _, kv := range childEnv() {
+		if !strings.HasPrefix(kv, "ANSIBLE_") && !strings.HasPrefix(kv, "HOME=") {
+			env = append(env, kv)
+		}
+	}
+	env = append(env, "HOME="+dir, "VAULT_ADDR="+v.Addr, "VAULT_TOKEN="+v.Token, "PYTHONPATH="+sdk,
+		"ANSIBLE_PYTHON_INTERPRETER="+pythonBin(), "ANSIBLE_NOCOLOR=1", "ANSIBLE_RETRY_FILES_ENABLED=0")
+	st0 := e.Stats(t)
+	cmd := exec.Command(playbook, "-i", inv, play)
+	cmd.Env, cmd.Dir = env, dir
+	out, err := cmd.CombinedOutput()
+	st := e.Stats(t)
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 2 || !strings.Contains(string(out), "purestorage SDK is not installed.") {
+		t.Fatalf("the page's play: %v, want it to fail (exit 2) at purefa_volume for want of Pure's REST 1 SDK, as the page says:\n%s", err, out)
+	}
+	recap := regexp.MustCompile(`(?m)^fa1\s*: ok=.*$`).Find(out)
+	t.Logf("the page's play: %s", recap)
+	if !regexp.MustCompile(`(?m)^fa1\s*: ok=2 .* failed=1 `).Match(out) {
+		t.Errorf("the play's recap: want set_fact and the revoke ok, purefa_volume failed:\n%s", out)
+	}
+	if c, d := st.UsersCreated-st0.UsersCreated, st.UsersDeleted-st0.UsersDeleted; c != 1 || d != 1 {
+		t.Errorf("users created %d, deleted %d by the play; want 1, 1 (one lease, revoked in always:)", c, d)
+	}
+	if left := vaultUsers(t, e, "vault-pure1-fa-automat"); len(left) != 0 {
+		t.Errorf("users left on the array: %v", left)
+	}
+	if status, resp := v.HTTP(t, "LIST", "sys/leases/lookup/"+Mount+"/creds/fa-automation", nil); status != 404 {
+		t.Errorf("leases left in Vault: HTTP %d %v", status, resp)
+	}
 }
