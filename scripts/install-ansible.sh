@@ -44,10 +44,19 @@ if [[ -n "$missing" ]]; then
   if [[ "$(id -u)" != 0 ]]; then
     die "the Ansible test needs: $missing; as root run: apt-get update && apt-get install -y --no-install-recommends $missing"
   fi
-  need apt-get
+  need apt-get flock
+  # Tests that need Ansible run in parallel: one installs, the others wait
+  # and then find it there. apt itself waits for a dpkg lock another
+  # installer holds (scripts/install-sdk-deps.sh, say).
+  exec 9>"${TMPDIR:-/tmp}/pure1-install-ansible.lock"
+  flock -w 900 9 || die "another scripts/install-ansible.sh has held its lock for 15 minutes"
+  missing="$(missing_pkgs)"
+fi
+if [[ -n "$missing" ]]; then
   step "Installing from Debian: $missing" >&2
   # shellcheck disable=SC2086 # one word per package
-  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing; } >&2 ||
+  { apt-get -o DPkg::Lock::Timeout=600 update -qq &&
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends $missing; } >&2 ||
     die "apt-get could not install $missing; check the Debian mirror is reachable"
   missing="$(missing_pkgs)"
   [[ -z "$missing" ]] || die "installed, but still missing: $missing (is $PY Debian's python3?)"

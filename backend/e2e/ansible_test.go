@@ -117,6 +117,7 @@ func runAnsiblePlay(t *testing.T, playbook string, v *Vault, kind, credsPath, sd
 // neither Debian nor this machine's registries carry.
 func TestAnsibleAPITokenLease(t *testing.T) {
 	requireE2E(t)
+	t.Parallel()
 	sdk := installArraysSDK(t)
 	playbook := installAnsible(t)
 	for _, kind := range arrayKinds {
@@ -193,6 +194,7 @@ func lastLine(s string) string {
 // the failure, so the user is gone and Vault holds no lease.
 func TestAnsibleDocsPlay(t *testing.T) {
 	requireE2E(t)
+	t.Parallel()
 	sdk := installArraysSDK(t)
 	playbook := installAnsible(t)
 	md, err := os.ReadFile(filepath.Join(RepoRoot(t), "docs", "consumers", "ansible.md"))
