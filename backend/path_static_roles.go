@@ -243,7 +243,9 @@ func staticRoleStatus(r *staticRoleEntry, t *staticToken) map[string]interface{}
 		return data
 	}
 	if t.AccessToken != "" {
-		data[fieldAppID] = t.AppID
+		if r.CredentialType != credentialAPIToken { // an array user's token has no client
+			data[fieldAppID] = t.AppID
+		}
 		data[fieldLastRefreshed] = t.LastRefreshed.Format(time.RFC3339)
 		data[fieldExpiresAt] = t.ExpiresAt.Format(time.RFC3339)
 	}
