@@ -41,7 +41,7 @@ import (
 //     pure1/creds/readonly round-robin through the survivors, ~10 reads/s.
 //     A survivor takes over with the same keys, configs and roles; the killed
 //     node is restarted, rejoins and serves again.
-//  3. The plugin is upgraded in place to v0.1.1 (register, tune, global
+//  3. The plugin is upgraded in place to v0.2.1 (register, tune, global
 //     reload): every node serves creds from the new version with the same
 //     keys, and so does the next active node after a step-down.
 //
@@ -271,7 +271,7 @@ func TestCluster(t *testing.T) {
 	// ---- 3. upgrade the plugin in place ------------------------------------------------
 
 	upgradeStart := time.Now()
-	newVersion := "v0.1.1"
+	newVersion := "v0.2.1"
 	if c.version == newVersion {
 		newVersion = "v0.1.2"
 	}

@@ -43,7 +43,7 @@ const (
 	EnvE2E           = "PURE1_E2E"            // "1" runs the end-to-end tests
 	EnvBinDir        = "PURE1_BIN_DIR"        // plugin, emulator (and vault) binaries; default <repo>/bin
 	EnvVaultBin      = "VAULT_BIN"            // the vault binary; default <bin dir>/vault
-	EnvPluginVersion = "PURE1_PLUGIN_VERSION" // version bin/ was built with; default v0.1.0
+	EnvPluginVersion = "PURE1_PLUGIN_VERSION" // version bin/ was built with; default v0.2.0
 	EnvVaultLogLevel = "PURE1_E2E_VAULT_LOG_LEVEL"
 )
 
@@ -52,7 +52,7 @@ const (
 	// of its binary.
 	PluginName = "vault-plugin-secrets-pure1"
 	// DefaultPluginVersion is what `make build` stamps into the plugin.
-	DefaultPluginVersion = "v0.1.0"
+	DefaultPluginVersion = "v0.2.0"
 	// Mount is where StartVaultDev enables the plugin.
 	Mount = "pure1"
 	// RootToken is the dev server's root token.

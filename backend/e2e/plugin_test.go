@@ -9,7 +9,7 @@ import (
 )
 
 // TestPluginReloadAndUpgrade reloads the plugin, registers it again, and
-// upgrades the mount to a new version (v0.1.1, built here into the plugin
+// upgrades the mount to a new version (v0.2.1, built here into the plugin
 // directory under another file name) and back, the way an operator rolls
 // out a new plugin binary. Through all of it the config keeps its key (same
 // fingerprint) and credentials keep working.
@@ -21,7 +21,7 @@ func TestPluginReloadAndUpgrade(t *testing.T) {
 	boot := Bootstrap(t, v, e)
 
 	// Build the next version while Vault serves the current one.
-	const next = "v0.1.1"
+	const next = "v0.2.1"
 	nextFile := PluginName + "-" + next
 	built := make(chan error, 1)
 	var buildOut []byte

@@ -94,7 +94,7 @@ func TestReadme(t *testing.T) {
 		// for $SHA. Then a reload, so the -env applies (the README's
 		// register with -env is the same command a newcomer runs first).
 		script := append(readmeBlock(t, blocks, "SHA=$(sha256sum /etc/vault/plugins/vault-plugin-secrets-pure1 | cut -d' ' -f1)"),
-			readmeBlock(t, blocks, `vault plugin register -sha256="$SHA" -version=v0.1.0 -env PURE1_ALLOWED_TOKEN_HOSTS=fa1.example.com,fb1.example.com -command=vault-plugin-secrets-pure1 secret vault-plugin-secrets-pure1`)...)
+			readmeBlock(t, blocks, `vault plugin register -sha256="$SHA" -version=v0.2.0 -env PURE1_ALLOWED_TOKEN_HOSTS=fa1.example.com,fb1.example.com -command=vault-plugin-secrets-pure1 secret vault-plugin-secrets-pure1`)...)
 		for _, c := range script {
 			ran[c] = true
 		}
@@ -201,8 +201,8 @@ func readmeInstallSubs(v *Vault) []readmeSub {
 		// registrar must allow.
 		{"PURE1_ALLOWED_TOKEN_HOSTS=fa1.example.com,fb1.example.com", "PURE1_ALLOWED_TOKEN_HOSTS=fa1.example.com,fb1.example.com,loopback"},
 	}
-	if pv := PluginVersion(); pv != "v0.1.0" {
-		subs = append(subs, readmeSub{"-version=v0.1.0", "-version=" + pv}, readmeSub{"-plugin-version=v0.1.0", "-plugin-version=" + pv})
+	if pv := PluginVersion(); pv != "v0.2.0" {
+		subs = append(subs, readmeSub{"-version=v0.2.0", "-version=" + pv}, readmeSub{"-plugin-version=v0.2.0", "-plugin-version=" + pv})
 	}
 	return subs
 }
