@@ -36,6 +36,12 @@ if tag="$(git describe --exact-match --tags HEAD 2>/dev/null)"; then
   fi
 fi
 
+# Every timestamp in the artifacts is the commit's, whatever the tags:
+# GoReleaser's .CommitTimestamp is empty in a snapshot without tags.
+SOURCE_DATE_EPOCH="$(git log -1 --format=%ct)"
+PURE1_COMMIT_DATE="$(git log -1 --format=%cI)"
+export SOURCE_DATE_EPOCH PURE1_COMMIT_DATE
+
 step "GoReleaser: $what"
 began=$SECONDS
 "$GO" tool -modfile="$ROOT/tools/goreleaser/go.mod" goreleaser release --clean "${mode[@]}" 2>&1 |
