@@ -523,6 +523,9 @@ func (b *backend) tidyUsers(ctx context.Context, s logical.Storage, config strin
 		return 0, err
 	}
 	prefixes = append(prefixes, extraPrefixes...)
+	if len(records) == 0 && len(prefixes) == 0 {
+		return 0, nil // no user of Vault's can be there: no session opened
+	}
 	now := b.now()
 	live := map[string]bool{}
 	expired := map[string]*arrayUserEntry{}

@@ -257,7 +257,8 @@ func (b *backend) dropConfig(name string) {
 	b.tokens.dropConfig(name)
 	b.checks.drop(name)
 	b.dropArray(name)
-	b.dropSession(name)
+	// The kept admin session stays: withSession logs in again when the
+	// array, CA or admin token it was opened with changed.
 	// Static tokens of this config are due at once under its new identity.
 	b.wakeStaticRefresher()
 }

@@ -436,6 +436,9 @@ func (b *backend) pathConfigList(ctx context.Context, req *logical.Request, _ *f
 func (b *backend) pathConfigDelete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get("name").(string)
 	released, refusal, err := b.deleteConfig(ctx, req.Storage, name)
+	if err == nil && refusal == "" {
+		b.dropSession(name) // its logout outside the write lock
+	}
 	if err != nil || refusal != "" {
 		if refusal != "" {
 			return logical.ErrorResponse(refusal), nil
