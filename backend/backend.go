@@ -61,7 +61,8 @@ type Options struct {
 	Exchanger pure1.Exchanger
 	Now       func() time.Time
 	// Hosts is checked where token_url is written and by the default
-	// exchanger before every request. Zero: Pure1 and loopback only.
+	// exchanger before every request. Zero: Pure1 only (loopback needs
+	// PURE1_ALLOWED_TOKEN_HOSTS=loopback).
 	Hosts pure1.HostPolicy
 	// DialArray builds the client of one array (FlashArray or FlashBlade
 	// configs); nil builds purearray's HTTPS client.

@@ -36,7 +36,7 @@ func BenchmarkExchangeOverhead(b *testing.B) {
 	defer srv.Close()
 	tokenURL := srv.URL + "/oauth2/1.0/token"
 
-	be := newBackend(Options{})
+	be := newBackend(Options{Hosts: loopbackHosts})
 	conf := logical.TestBackendConfig()
 	conf.StorageView = &logical.InmemStorage{}
 	conf.Logger = hclog.NewNullLogger()

@@ -363,6 +363,17 @@ func (s *Server) pickUsers(sel userSelector) ([]*localUser, []apiError) {
 	return out, missing
 }
 
+// listedUsers is what a GET lists: the users sel names, or every user when
+// it names none, by name; s.mu is held.
+func (s *Server) listedUsers(sel userSelector) ([]*localUser, []apiError) {
+	if sel.param == "" {
+		return s.allUsers(), nil
+	}
+	picked, missing := s.pickUsers(sel)
+	sort.Slice(picked, func(i, j int) bool { return picked[i].name < picked[j].name })
+	return picked, missing
+}
+
 // allUsers is every user by name; s.mu is held.
 func (s *Server) allUsers() []*localUser {
 	out := make([]*localUser, 0, len(s.users))
@@ -470,15 +481,11 @@ func (s *Server) getAdmins(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mu.Lock()
-	picked := s.allUsers()
-	if sel.param != "" {
-		var missing []apiError
-		if picked, missing = s.pickUsers(sel); len(missing) > 0 {
-			s.mu.Unlock()
-			writeErrorList(w, http.StatusBadRequest, missing)
-			return
-		}
-		sort.Slice(picked, func(i, j int) bool { return picked[i].name < picked[j].name })
+	picked, missing := s.listedUsers(sel)
+	if len(missing) > 0 {
+		s.mu.Unlock()
+		writeErrorList(w, http.StatusBadRequest, missing)
+		return
 	}
 	from, to := lq.page(len(picked))
 	items := []map[string]any{}
@@ -496,20 +503,10 @@ func (s *Server) postAdmins(w http.ResponseWriter, r *http.Request) {
 	if !ok || !s.mayManageUsers(w, p, "creating users") {
 		return
 	}
-	q, ok := s.query(w, r, "names")
+	name, ok := s.oneName(w, r, "admins?names=<user>", "user")
 	if !ok {
 		return
 	}
-	names := csv(q.Get("names"))
-	switch {
-	case len(names) == 0:
-		writeErrors(w, http.StatusBadRequest, "names", "The names parameter is required: POST admins?names=<user>.")
-		return
-	case len(names) > 1:
-		writeErrors(w, http.StatusBadRequest, "names", "Create one user per request.")
-		return
-	}
-	name := names[0]
 	if err := s.kind.checkUserName(name); err != nil {
 		writeErrors(w, http.StatusBadRequest, name, err.Error())
 		return
@@ -739,15 +736,11 @@ func (s *Server) getAPITokens(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mu.Lock()
-	picked := s.allUsers()
-	if sel.param != "" {
-		var missing []apiError
-		if picked, missing = s.pickUsers(sel); len(missing) > 0 {
-			s.mu.Unlock()
-			writeErrorList(w, http.StatusBadRequest, missing)
-			return
-		}
-		sort.Slice(picked, func(i, j int) bool { return picked[i].name < picked[j].name })
+	picked, missing := s.listedUsers(sel)
+	if len(missing) > 0 {
+		s.mu.Unlock()
+		writeErrorList(w, http.StatusBadRequest, missing)
+		return
 	}
 	var holders []*localUser
 	for _, u := range picked {

@@ -290,26 +290,36 @@ type createBody struct {
 	PublicKey        *string         `json:"public_key"`
 }
 
+// oneName reads the one name a POST creates (its only query parameter);
+// call is how the request should look and thing what it makes, for the
+// errors. On failure it has answered 400.
+func (s *Server) oneName(w http.ResponseWriter, r *http.Request, call, thing string) (string, bool) {
+	q, ok := s.query(w, r, "names")
+	if !ok {
+		return "", false
+	}
+	names := csv(q.Get("names"))
+	switch {
+	case len(names) == 0:
+		writeErrors(w, http.StatusBadRequest, "names", "The names parameter is required: POST "+call+".")
+		return "", false
+	case len(names) > 1:
+		writeErrors(w, http.StatusBadRequest, "names", "Create one "+thing+" per request.")
+		return "", false
+	}
+	return names[0], true
+}
+
 // createClient is POST api-clients?names=<one name>: a new, disabled client.
 func (s *Server) createClient(w http.ResponseWriter, r *http.Request) {
 	p, ok := s.authenticate(w, r)
 	if !ok || !s.mayManage(w, p) {
 		return
 	}
-	q, ok := s.query(w, r, "names")
+	name, ok := s.oneName(w, r, "api-clients?names=<name>", "API client")
 	if !ok {
 		return
 	}
-	names := csv(q.Get("names"))
-	switch {
-	case len(names) == 0:
-		writeErrors(w, http.StatusBadRequest, "names", "The names parameter is required: POST api-clients?names=<name>.")
-		return
-	case len(names) > 1:
-		writeErrors(w, http.StatusBadRequest, "names", "Create one API client per request.")
-		return
-	}
-	name := names[0]
 	if err := s.kind.checkName(name); err != nil {
 		writeErrors(w, http.StatusBadRequest, name, err.Error())
 		return
