@@ -69,8 +69,19 @@ type arrayUserEntry struct {
 	ExpiresAt time.Time `json:"expires_at,omitzero"`
 }
 
-func (u *arrayUserEntry) storageKey() string {
-	return arrayUserStoragePrefix + u.Config + ":" + u.Username
+func (u *arrayUserEntry) storageKey() string { return userRecordKey(u.Config, u.Username) }
+
+func userRecordKey(config, user string) string { return arrayUserStoragePrefix + config + ":" + user }
+
+func putUserRecord(ctx context.Context, s logical.Storage, u *arrayUserEntry) error {
+	return putEntry(ctx, s, u.storageKey(), "array user record", u)
+}
+
+// leaveToTidy records u as due for tidy at once: a user Vault could not
+// delete now.
+func (b *backend) leaveToTidy(ctx context.Context, s logical.Storage, u arrayUserEntry) error {
+	u.ExpiresAt = b.now().UTC().Add(-userTidyGrace)
+	return putUserRecord(ctx, s, &u)
 }
 
 // defaultUserPrefix is vault-<mount>-<role>- in the kind's user names.
@@ -165,7 +176,7 @@ func (b *backend) issueAPIToken(ctx context.Context, req *logical.Request, roleN
 	rec := &arrayUserEntry{Config: cfg.name, Username: role.UsernamePrefix + suffix, Role: roleName, ArrayRole: role.ArrayRole,
 		CreatedAt: now, ExpiresAt: now.Add(tokenLife)}
 	// Recorded first: a user that exists is always one tidy can find.
-	if err := putEntry(ctx, req.Storage, rec.storageKey(), "array user record", rec); err != nil {
+	if err := putUserRecord(ctx, req.Storage, rec); err != nil {
 		return nil, err // logical.ErrReadOnly forwards the read to the active node
 	}
 	release, err := b.userSlot(ctx, cfg.name)
@@ -226,9 +237,7 @@ func (b *backend) undoUser(ctx context.Context, s logical.Storage, cfg *config, 
 	// Deleted even when the create seemed to fail: one whose answer was
 	// lost may have made the user.
 	if err := b.withSession(ctx, cfg, func(admin purearray.Admin) error { return admin.DeleteUser(ctx, rec.Username) }); err != nil {
-		due := *rec
-		due.ExpiresAt = b.now().UTC().Add(-userTidyGrace)
-		if perr := putEntry(ctx, s, due.storageKey(), "array user record", &due); perr != nil {
+		if perr := b.leaveToTidy(ctx, s, *rec); perr != nil {
 			b.Logger().Warn("recording a half-made array user failed; tidy finds it by its prefix", "config", cfg.name, "user", rec.Username, "error", perr)
 		}
 		b.Logger().Warn("a half-made array user could not be deleted; tidy deletes it", "config", cfg.name, "user", rec.Username, "error", err)
@@ -294,7 +303,6 @@ func (b *backend) secretArrayUserRevoke(ctx context.Context, req *logical.Reques
 	if config == "" || user == "" {
 		return nil, nil
 	}
-	rec := &arrayUserEntry{Config: config, Username: user}
 	cfg, err := b.getConfig(ctx, req.Storage, config)
 	if err != nil {
 		return nil, err
@@ -308,7 +316,7 @@ func (b *backend) secretArrayUserRevoke(ctx context.Context, req *logical.Reques
 		}
 	}
 	b.metrics.observeUserRevoke(config, nil)
-	if err := req.Storage.Delete(ctx, rec.storageKey()); err != nil {
+	if err := req.Storage.Delete(ctx, userRecordKey(config, user)); err != nil {
 		return nil, err
 	}
 	return nil, nil
@@ -357,7 +365,9 @@ func (b *backend) withSession(ctx context.Context, cfg *config, fn func(purearra
 	if e.Managed == nil || e.Managed.AdminAPIToken == "" {
 		return fmt.Errorf("config %q has no admin_api_token", cfg.name)
 	}
-	key := strings.Join([]string{e.Kind, e.ArrayURL, fingerprintText(e.CACert), fingerprintText(e.Managed.AdminAPIToken)}, "\x00")
+	// The session belongs to the array, its CA and the admin token: when
+	// any changes, the next call logs in again (hashed once per config).
+	key := cfg.adminDigest
 	b.sessions.mu.Lock()
 	if b.sessions.m == nil {
 		b.sessions.m = map[string]*keptSession{}
@@ -496,8 +506,8 @@ func (b *backend) userPrefixes(ctx context.Context, s logical.Storage, config st
 		if err != nil {
 			return nil, err
 		}
-		if e != nil && e.Config == config && e.CredentialType == credentialAPIToken && e.pairPrefix() != "" {
-			out = append(out, e.pairPrefix())
+		if e != nil && e.Config == config && e.CredentialType == credentialAPIToken && e.PairPrefix != "" {
+			out = append(out, e.PairPrefix)
 		}
 	}
 	sort.Strings(out)
@@ -509,7 +519,7 @@ func (b *backend) userPrefixes(ctx context.Context, s logical.Storage, config st
 // prefix that no record names (a crash between create and record: never, by
 // the order of the writes, but also users of a deleted role). It returns
 // how many it deleted and what failed.
-func (b *backend) tidyUsers(ctx context.Context, s logical.Storage, config string, extraPrefixes ...string) (int, error) {
+func (b *backend) tidyUsers(ctx context.Context, s logical.Storage, config string) (int, error) {
 	cfg, err := b.getConfig(ctx, s, config)
 	if err != nil || cfg == nil || cfg.entry.Managed == nil || cfg.entry.Managed.AdminAPIToken == "" {
 		return 0, err
@@ -522,7 +532,6 @@ func (b *backend) tidyUsers(ctx context.Context, s logical.Storage, config strin
 	if err != nil {
 		return 0, err
 	}
-	prefixes = append(prefixes, extraPrefixes...)
 	if len(records) == 0 && len(prefixes) == 0 {
 		return 0, nil // no user of Vault's can be there: no session opened
 	}
@@ -546,6 +555,17 @@ func (b *backend) tidyUsers(ctx context.Context, s logical.Storage, config strin
 		for _, u := range users {
 			if live[u.Name] || !(expired[u.Name] != nil || hasAnyPrefix(u.Name, prefixes)) {
 				continue
+			}
+			if expired[u.Name] == nil {
+				// A lease made since the records were read has one by
+				// now: its record is written before its user is made.
+				rec, err := readEntry[arrayUserEntry](ctx, s, userRecordKey(config, u.Name), "array user record "+u.Name)
+				if err != nil {
+					errs = append(errs, err)
+				}
+				if err != nil || rec != nil {
+					continue
+				}
 			}
 			if err := admin.DeleteUser(ctx, u.Name); err != nil {
 				errs = append(errs, err)
@@ -601,21 +621,18 @@ func (b *backend) tidyDueUsers(ctx context.Context, s logical.Storage) time.Time
 			return time.Time{}
 		}
 		b.userTidyLock.Lock()
-		last := b.userTidied[c]
+		due := b.userTidied[c].Add(userTidyInterval)
 		b.userTidyLock.Unlock()
-		if due := last.Add(userTidyInterval); now.Before(due) {
-			if next.IsZero() || due.Before(next) {
-				next = due
+		if !now.Before(due) {
+			if _, err := b.tidyUsers(ctx, s, c); err != nil && ctx.Err() == nil {
+				b.Logger().Warn("tidying array users failed; tried again later", "config", c, "error", err)
 			}
-			continue
+			b.userTidyLock.Lock()
+			b.userTidied[c] = now
+			b.userTidyLock.Unlock()
+			due = now.Add(userTidyInterval)
 		}
-		if _, err := b.tidyUsers(ctx, s, c); err != nil && ctx.Err() == nil {
-			b.Logger().Warn("tidying array users failed; tried again later", "config", c, "error", err)
-		}
-		b.userTidyLock.Lock()
-		b.userTidied[c] = now
-		b.userTidyLock.Unlock()
-		if due := now.Add(userTidyInterval); next.IsZero() || due.Before(next) {
+		if next.IsZero() || due.Before(next) {
 			next = due
 		}
 	}
@@ -647,9 +664,7 @@ func (b *backend) deleteRoleUsers(ctx context.Context, s logical.Storage, name s
 		}
 		if err != nil {
 			left++
-			due := *r
-			due.ExpiresAt = b.now().UTC().Add(-userTidyGrace)
-			_ = putEntry(ctx, s, due.storageKey(), "array user record", &due)
+			_ = b.leaveToTidy(ctx, s, *r)
 		}
 	}
 	if left > 0 {

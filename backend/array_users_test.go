@@ -1,6 +1,7 @@
 package backend
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"sync"
@@ -8,8 +9,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
-
-	"github.com/pure1vault/vault-plugin-secrets-pure1/backend/purearray"
 )
 
 // apiTokenEnv is a managed FlashArray config that allows storage_admin, and
@@ -182,7 +181,7 @@ func TestAPITokenHalfMade(t *testing.T) {
 // record; it keeps live leases' users and users not Vault's.
 func TestAPITokenTidy(t *testing.T) {
 	env, fa := apiTokenEnv(t)
-	live := dataString(t, env.mustRead("creds/ansible"), fieldUsername)
+	env.mustRead("creds/ansible")
 	env.clock.Add(2 * time.Hour)
 	stale := dataString(t, env.mustRead("creds/ansible"), fieldUsername)
 	env.clock.Add(50 * time.Minute)
@@ -190,7 +189,6 @@ func TestAPITokenTidy(t *testing.T) {
 	fa.users["vault-pure1-ansible-orphan0000"] = &fakeUser{role: "readonly"}
 	fa.users["someone-else"] = &fakeUser{role: "readonly"}
 	fa.mu.Unlock()
-	_ = live
 	env.clock.Add(20 * time.Minute) // the second lease's token has expired too, past the grace: the first's long ago
 	resp := env.mustWrite("config/fa/tidy", nil)
 	if resp.Data[fieldUsersDeleted] != 3 {
@@ -203,6 +201,39 @@ func TestAPITokenTidy(t *testing.T) {
 	env.mustWrite("config/fa/tidy", nil)
 	if got := fa.userNames(fresh); len(got) != 1 {
 		t.Errorf("tidy deleted a live lease's user")
+	}
+}
+
+// listHook runs before every List of its storage: what another
+// request does meanwhile.
+type listHook struct {
+	logical.Storage
+	before func(prefix string)
+}
+
+func (h listHook) List(ctx context.Context, prefix string) ([]string, error) {
+	h.before(prefix)
+	return h.Storage.List(ctx, prefix)
+}
+
+// A lease made while tidy runs, after tidy read the records and before it
+// listed the array's users, keeps its user.
+func TestAPITokenTidyRacesALease(t *testing.T) {
+	env, fa := apiTokenEnv(t)
+	fresh := ""
+	s := listHook{Storage: env.storage, before: func(prefix string) {
+		if prefix == roleStoragePrefix && fresh == "" {
+			fresh = dataString(t, env.mustRead("creds/ansible"), fieldUsername)
+		}
+	}}
+	if _, err := env.b.tidyUsers(env.ctx, s, "fa"); err != nil {
+		t.Fatal(err)
+	}
+	if fresh == "" {
+		t.Fatal("tidy listed no roles: the lease was not made while it ran")
+	}
+	if got := fa.userNames(fresh); len(got) != 1 {
+		t.Errorf("tidy deleted the user of a lease made while it ran")
 	}
 }
 
@@ -312,7 +343,6 @@ func TestStaticAPITokenInPlace(t *testing.T) {
 	if _, ok := fa.validToken(dataString(t, second, fieldAPIToken)); !ok {
 		t.Error("the new token does not work")
 	}
-	_ = purearray.FlashArray
 }
 
 // The kept session is logged in once and again only when the array forgot

@@ -292,11 +292,7 @@ func (b *backend) cleanupFailed(ctx context.Context, s logical.Storage, c *clean
 	}
 	next := *c
 	next.Attempts++
-	wait := cleanupFirstRetry << min(next.Attempts-1, 16)
-	if wait > cleanupMaxRetry || wait <= 0 {
-		wait = cleanupMaxRetry
-	}
-	next.NextTry = b.now().Add(wait).UTC()
+	next.NextTry = b.now().Add(doublingBackoff(cleanupFirstRetry, cleanupMaxRetry, next.Attempts)).UTC()
 	next.LastError = err.Error()
 	b.metrics.observeClientDeleteFailure(c.Config)
 	b.Logger().Warn("deleting an API client on the array failed; it stays on the delete list", "config", c.Config, "api_client", c.Client,
@@ -349,15 +345,11 @@ func (b *backend) pendingDeletions(ctx context.Context, s logical.Storage, confi
 		if c.Config != config {
 			continue
 		}
-		d := map[string]interface{}{
-			"api_client": c.Client,
-			"reason":     c.Reason,
-			"due":        formatTime(b.due(c, false)),
-			"attempts":   c.Attempts,
+		due := "" // a registration of this process, under way
+		if at := b.due(c, false); !at.Equal(neverDue) {
+			due = formatTime(at)
 		}
-		if d["due"] == formatTime(neverDue) {
-			d["due"] = "" // a registration of this process, under way
-		}
+		d := map[string]interface{}{"api_client": c.Client, "reason": c.Reason, "due": due, "attempts": c.Attempts}
 		if c.LastError != "" {
 			d["last_error"] = c.LastError
 		}

@@ -136,8 +136,8 @@ func TestArrayRotationRetiresPreviousLater(t *testing.T) {
 	rotatedAt := env.clock.Now()
 	resp := env.mustWrite("config/fa/rotate", map[string]interface{}{})
 	retireAt := rotatedAt.Add(3*time.Hour + time.Minute) // the JWT role outlives the 2h tokens
-	if got := resp.Data[fieldPreviousRetireAt]; got != formatTime(retireAt) {
-		t.Errorf("previous_retire_at = %v, want %s", got, formatTime(retireAt))
+	if got := resp.Data[fieldPreviousClientDeleteAt]; got != formatTime(retireAt) {
+		t.Errorf("previous_api_client_delete_at = %v, want %s", got, formatTime(retireAt))
 	}
 	if !warningsContain(resp, `stays enabled until`) {
 		t.Errorf("the rotation does not say when the old client goes: %v", resp.Warnings)
@@ -285,6 +285,21 @@ func (f *failConfigPut) Put(ctx context.Context, e *logical.StorageEntry) error 
 	return fmt.Errorf("put %s: %w", e.Key, errInjected)
 }
 
+// registerUnstored does what a write of config fa does up to the store:
+// client vault-fa registered, under its journal entry.
+func registerUnstored(t *testing.T, env *testEnv) {
+	t.Helper()
+	e := configEntry{Kind: "flasharray", ArrayURL: testArrayURL, Username: "pureuser",
+		Managed: &managedClient{AdminAPIToken: fakeAdminToken, BaseName: "vault-fa", MaxRole: "readonly"}, Issuer: "vault-fa"}
+	key, err := env.b.generateKey(2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.b.registerManaged(env.ctx, env.storage, "fa", &e, key, "vault-fa"); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // A plugin that dies between creating a client and storing it leaves a
 // journal entry: the restarted plugin's loop deletes the client at once (its
 // registration is gone with the process), and a new write before the loop
@@ -294,16 +309,7 @@ func TestArrayCrashBetweenRegisterAndStore(t *testing.T) {
 		t.Run(fmt.Sprintf("write again before the loop=%v", retryFirst), func(t *testing.T) {
 			env, fa := newArrayEnv(t, envOptions{})
 			w := managedArrayConfig(nil)
-			// What the write does up to the store, and then nothing: the crash.
-			e := configEntry{Kind: "flasharray", ArrayURL: testArrayURL, Username: "pureuser",
-				Managed: &managedClient{AdminAPIToken: fakeAdminToken, BaseName: "vault-fa", MaxRole: "readonly"}, Issuer: "vault-fa"}
-			key, err := env.b.generateKey(2048)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := env.b.registerManaged(env.ctx, env.storage, "fa", &e, key, "vault-fa"); err != nil {
-				t.Fatal(err)
-			}
+			registerUnstored(t, env) // and then nothing: the crash
 			// While the registration runs in this process, its loop leaves it.
 			env.drain(t, 0)
 			if got := fa.clientNames(); !reflect.DeepEqual(got, []string{"vault-fa"}) {
@@ -331,15 +337,7 @@ func TestArrayCrashBetweenRegisterAndStore(t *testing.T) {
 func TestArrayForeignJournalWaitsGrace(t *testing.T) {
 	env, fa := newArrayEnv(t, envOptions{})
 	env.clock.Add(time.Minute)
-	e := configEntry{Kind: "flasharray", ArrayURL: testArrayURL, Username: "pureuser",
-		Managed: &managedClient{AdminAPIToken: fakeAdminToken, BaseName: "vault-fa", MaxRole: "readonly"}, Issuer: "vault-fa"}
-	key, err := env.b.generateKey(2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := env.b.registerManaged(env.ctx, env.storage, "fa", &e, key, "vault-fa"); err != nil {
-		t.Fatal(err)
-	}
+	registerUnstored(t, env)
 	env.b.cleanup.registering.Clear() // as if another node ran it
 	env.drain(t, registrationGrace-time.Second)
 	if got := fa.clientNames(); len(got) != 1 {

@@ -38,7 +38,7 @@ const (
 	fieldCACertFingerprint       = "ca_cert_fingerprint"
 	fieldAdminAPITokenConfigured = "admin_api_token_configured"
 	fieldNextRotation            = "next_rotation"
-	fieldPreviousRetireAt        = "previous_retire_at"
+	fieldPreviousClientDeleteAt  = "previous_api_client_delete_at"
 	fieldPendingDeletions        = "pending_deletions"
 	fieldRotationFailures        = "scheduled_rotation_failures"
 	fieldAllowedArrayRoles       = "allowed_array_roles"
@@ -98,6 +98,12 @@ func (k arrayKind) Name() string { return k.wire.Name }
 func (k arrayKind) open(c *config) error {
 	e := &c.entry
 	c.identity = strings.Join([]string{c.key.Fingerprint(), e.Kind, e.ClientID, e.KeyID, e.Issuer, e.ArrayURL, fingerprintText(e.CACert)}, "\x00")
+	token := ""
+	if e.Managed != nil {
+		token = e.Managed.AdminAPIToken
+	}
+	sum := sha256.Sum256([]byte(e.Kind + "\x00" + e.ArrayURL + "\x00" + e.CACert + "\x00" + token))
+	c.adminDigest = hex.EncodeToString(sum[:16])
 	if e.ClientID == "" {
 		return nil
 	}
@@ -267,7 +273,7 @@ var arrayConfigResponseFields = map[string]*framework.FieldSchema{
 	fieldPreviousClientID:        {Type: framework.TypeString, Description: "Arrays, after a rotation: the retired API client's id."},
 	fieldPreviousAPIClientName:   {Type: framework.TypeString, Description: "Arrays, after a rotation: the retired API client's name."},
 	fieldPreviousClientDeleted:   {Type: framework.TypeBool, Description: "Arrays, after a managed rotation: whether Vault deleted the retired client at the array."},
-	fieldPreviousRetireAt:        {Type: framework.TypeTime, Description: "Arrays, after a managed rotation: when the retired client is deleted at the array, once the longest credential it issued has expired."},
+	fieldPreviousClientDeleteAt:  {Type: framework.TypeTime, Description: "Arrays, after a managed rotation: when the retired client is deleted at the array, once the longest credential it issued has expired."},
 	fieldPendingDeletions:        {Type: framework.TypeSlice, Description: "Arrays: API clients Vault made that wait on the delete list (name, reason, due, attempts, last error)."},
 	fieldRotationFailures:        {Type: framework.TypeInt, Description: "Arrays, managed, with rotation_period: scheduled rotations that failed in a row on this node."},
 	fieldRotationPeriod:          {Type: framework.TypeDurationSecond, Description: "Arrays, managed: the scheduled rotation's period; 0 if off."},
@@ -312,7 +318,7 @@ func (k arrayKind) describe(c *config) map[string]interface{} {
 		d[fieldPreviousAPIClientName] = p.ClientName
 		d[fieldPreviousClientDeleted] = p.Deleted
 		d[fieldPreviousRetiredAt] = formatTime(p.RetiredAt)
-		d[fieldPreviousRetireAt] = formatTime(p.RetireAt)
+		d[fieldPreviousClientDeleteAt] = formatTime(p.RetireAt)
 	}
 	return d
 }
@@ -474,11 +480,15 @@ func readArrayWrite(d *framework.FieldData, kind *purearray.Kind, hosts pure1.Ho
 			return nil, errors.New("allowed_array_roles is empty: give at least one array role, such as readonly")
 		}
 	}
-	managedFields := anyTrue(w.hasAdminToken, w.hasClientName, w.hasMaxRole, w.hasAccessTokenTTL)
-	if (w.hasClientID || w.hasKeyID) && managedFields {
+	if (w.hasClientID || w.hasKeyID) && w.managed() {
 		return nil, errors.New("client_id/key_id name an API client an operator registered; admin_api_token, api_client_name, max_role and access_token_ttl ask Vault to register its own: use one or the other")
 	}
 	return w, nil
+}
+
+// managed reports whether the write asks Vault to register its own client.
+func (w *arrayWrite) managed() bool {
+	return anyTrue(w.hasAdminToken, w.hasClientName, w.hasMaxRole, w.hasAccessTokenTTL)
 }
 
 func anyTrue(has ...bool) bool {
@@ -664,7 +674,7 @@ func mergeArrayWrite(name string, old *configEntry, w *arrayWrite) (configEntry,
 	if e.Username == "" {
 		return e, "username is required for a " + w.kind.Name + " config: the array user (e.g. pureuser) that Vault's own verification exchanges sign for"
 	}
-	managed := w.hasAdminToken || w.hasClientName || w.hasMaxRole || w.hasAccessTokenTTL
+	managed := w.managed()
 	if w.hasRotationPeriod {
 		if e.Managed == nil && !managed {
 			return e, "rotation_period needs managed registration (admin_api_token): without it each rotation needs a person to create the new API client (config/" + name + "/rotate)"
@@ -885,7 +895,7 @@ func (k arrayKind) rotate(ctx context.Context, b *backend, req *logical.Request,
 				return logical.ErrorResponse(err.Error()), nil
 			}
 		}
-		return b.rotatePromote(ctx, req, name, arrayPromotion(id), r.verify)
+		return b.rotatePromote(ctx, req, name, e, arrayPromotion(id), r.verify)
 	}
 	return logical.ErrorResponse("nothing to do: start a rotation with vault write %sconfig/%s/rotate generate_key=true (or private_key=@new.pem), "+
 		"create an API client with its public key on the array, then finish it with vault write %sconfig/%s/rotate client_id=<its id> key_id=<its key_id>",

@@ -131,7 +131,7 @@ func TestArrayManagedRotation(t *testing.T) {
 	for k, want := range map[string]interface{}{
 		fieldAPIClientName: newName, fieldClientID: "client-2", fieldKeyID: "key-2", fieldVerified: true,
 		fieldPreviousClientID: "client-1", fieldPreviousAPIClientName: "vault-fa", fieldPreviousClientDeleted: false,
-		fieldPreviousRetireAt: formatTime(env.clock.Now().Add(defaultArrayTokenTTL + time.Minute)),
+		fieldPreviousClientDeleteAt: formatTime(env.clock.Now().Add(defaultArrayTokenTTL + time.Minute)),
 	} {
 		if !reflect.DeepEqual(resp.Data[k], want) {
 			t.Errorf("%s = %#v, want %#v", k, resp.Data[k], want)

@@ -207,7 +207,7 @@ func (pure1Kind) rotate(ctx context.Context, b *backend, req *logical.Request, r
 		if err := pure1.ValidateAppID(r.appID); err != nil {
 			return logical.ErrorResponse(err.Error()), nil
 		}
-		return b.rotatePromote(ctx, req, name, pure1Promotion(r.appID), r.verify)
+		return b.rotatePromote(ctx, req, name, e, pure1Promotion(r.appID), r.verify)
 	}
 	return logical.ErrorResponse("nothing to do: start a rotation with vault write %sconfig/%s/rotate generate_key=true (or private_key=@new.pem), "+
 		"and after registering its public key in Pure1, finish it with vault write %sconfig/%s/rotate app_id=<the new application ID>",

@@ -247,7 +247,7 @@ func (b *backend) rotateManagedConfig(ctx context.Context, s logical.Storage, mo
 	}
 	b.registrationStored(ctx, s, reg)
 	b.Logger().Info("rotation: API client promoted", "config", name, "api_client", reg.client.Name, "client_id", reg.client.ID,
-		"previous_api_client", old.Managed.Name, "previous_retire_at", retireAt.Format(time.RFC3339))
+		"previous_api_client", old.Managed.Name, "previous_api_client_delete_at", retireAt.Format(time.RFC3339))
 
 	// The old client goes on the delete list, due when its last credential
 	// has expired: leases and static tokens it issued work to their end.

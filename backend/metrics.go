@@ -306,11 +306,7 @@ func (m *metrics) forgetRole(role string) {
 
 // observeUserIssue counts a user made for a lease, or the failure to.
 func (m *metrics) observeUserIssue(config string, err error) {
-	o := outcomeOK
-	if err != nil {
-		o = exchangeOutcome(err)
-	}
-	m.usersCreated.WithLabelValues(config, o).Inc()
+	m.usersCreated.WithLabelValues(config, exchangeOutcome(err)).Inc()
 }
 
 // observeUserRevoke counts a revoked lease's user deleted, or not.

@@ -319,6 +319,10 @@ type config struct {
 	// on first use, since a static-creds read compares it.
 	digestOnce sync.Once
 	digest     string
+	// adminDigest is what an array user's API token depends on: the array,
+	// its CA and the admin token that makes it (staticIdentity). Arrays
+	// only; hashed once here, since a static-creds read compares it.
+	adminDigest string
 }
 
 // newConfig builds the cached form of e. key is e's key when the caller has
@@ -436,15 +440,13 @@ func (b *backend) pathConfigList(ctx context.Context, req *logical.Request, _ *f
 func (b *backend) pathConfigDelete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get("name").(string)
 	released, refusal, err := b.deleteConfig(ctx, req.Storage, name)
-	if err == nil && refusal == "" {
-		b.dropSession(name) // its logout outside the write lock
-	}
-	if err != nil || refusal != "" {
-		if refusal != "" {
-			return logical.ErrorResponse(refusal), nil
-		}
+	if err != nil {
 		return nil, err
 	}
+	if refusal != "" {
+		return logical.ErrorResponse(refusal), nil
+	}
+	b.dropSession(name) // its logout outside the write lock
 	if len(released) == 0 {
 		return nil, nil
 	}
@@ -541,17 +543,10 @@ func (b *backend) putConfig(ctx context.Context, s logical.Storage, name string,
 // when it holds the same entry; "" when the stored key is unreadable, which
 // no new key equals.
 func (b *backend) storedKeyFingerprint(name string, e *configEntry) string {
-	b.cacheLock.RLock()
-	c := b.configs[name]
-	b.cacheLock.RUnlock()
-	if c != nil && c.entry.PrivateKey == e.PrivateKey {
-		return c.key.Fingerprint()
+	if k := b.storedKey(name, e); k != nil {
+		return k.Fingerprint()
 	}
-	k, err := b.parseKey([]byte(e.PrivateKey), nil)
-	if err != nil {
-		return ""
-	}
-	return k.Fingerprint()
+	return ""
 }
 
 // readMaxKeyAge reads max_key_age, when the write has it.

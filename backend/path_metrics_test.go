@@ -643,3 +643,16 @@ func TestMetricsHelp(t *testing.T) {
 		}
 	}
 }
+
+// Reads of a static api_token role are counted under their own credential
+// type, not as access tokens.
+func TestMetricsStaticAPITokenType(t *testing.T) {
+	env, _ := apiTokenEnv(t)
+	env.mustWrite("static-roles/fleet", map[string]interface{}{fieldConfig: "fa", fieldCredentialType: credentialAPIToken,
+		fieldArrayRole: "readonly", fieldRotationPeriod: "1h"})
+	env.mustRead("static-creds/fleet")
+	checkSeries(t, env.scrape(), map[series]float64{
+		{"pure1_credentials_issued_total", "config=fa,credential_type=api_token,outcome=ok,path=static-creds,role=fleet"}:    1,
+		{"pure1_credentials_issued_total", "config=fa,credential_type=access_token,outcome=ok,path=static-creds,role=fleet"}: -1,
+	})
+}

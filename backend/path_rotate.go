@@ -53,8 +53,8 @@ of app_id. With managed registration (admin_api_token) there are no steps:
 vault write -f pure1/config/NAME/rotate makes a new key and API client, enables
 and verifies it and switches to it; any failure before the switch leaves the
 working client in place. The old client stays enabled until the longest
-credential it issued has expired (previous_retire_at), then Vault deletes it at
-the array. For a key that leaked, vault write pure1/config/NAME/rotate
+credential it issued has expired (previous_api_client_delete_at), then Vault
+deletes it at the array. For a key that leaked, vault write pure1/config/NAME/rotate
 retire_previous=now rotates and cuts every earlier client off at once: their
 leases and static tokens stop working.
 `
@@ -217,15 +217,9 @@ func configMissing(mount, name string) *logical.Response {
 	return logical.ErrorResponse("config %q does not exist: there is no key to rotate; create it with vault write %sconfig/%s generate_key=true", name, mount, name)
 }
 
+// rotateStorePending stores the pending key a write brings. The caller has
+// found the config already, so that a typo in the name costs no key work.
 func (b *backend) rotateStorePending(ctx context.Context, req *logical.Request, name string, ki keyInput) (*logical.Response, error) {
-	// Checked before the key work too, so that a typo in the name costs no
-	// key generation.
-	if e, err := readConfigEntry(ctx, req.Storage, name); err != nil || e == nil {
-		if err != nil {
-			return nil, err
-		}
-		return configMissing(req.MountPoint, name), nil
-	}
 	nk, err := b.loadKey(ctx, ki)
 	if err != nil {
 		return nil, err
@@ -292,17 +286,11 @@ type promotion interface {
 	promotedWarning(prev *previousKey) string
 }
 
-// rotatePromote proves the pending key under p with a live exchange (unless
-// verify is false) and only then makes it the active key.
-func (b *backend) rotatePromote(ctx context.Context, req *logical.Request, name string, p promotion, verify bool) (*logical.Response, error) {
+// rotatePromote proves the pending key of e, config name as the write found
+// it, under p with a live exchange (unless verify is false) and only then
+// makes it the active key.
+func (b *backend) rotatePromote(ctx context.Context, req *logical.Request, name string, e *configEntry, p promotion, verify bool) (*logical.Response, error) {
 	appID := p.id()
-	e, err := readConfigEntry(ctx, req.Storage, name)
-	if err != nil {
-		return nil, err
-	}
-	if e == nil {
-		return configMissing(req.MountPoint, name), nil
-	}
 	if e.Pending == nil {
 		return logical.ErrorResponse("config %q has no pending key to promote: start with vault write %sconfig/%s/rotate generate_key=true "+
 			"(or private_key=@new.pem); to change only the application ID of the active key, write app_id to %sconfig/%s",

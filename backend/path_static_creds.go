@@ -1,6 +1,7 @@
 package backend
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -84,7 +85,7 @@ func (b *backend) pathStaticCredsRead(ctx context.Context, req *logical.Request,
 			name, req.MountPoint, name, req.MountPoint), nil
 	}
 	defer func() {
-		b.metrics.observeCredential(metricsPathStaticCreds, name, role.Config, credentialAccessToken, readOutcome(resp, err))
+		b.metrics.observeCredential(metricsPathStaticCreds, name, role.Config, cmp.Or(role.CredentialType, credentialAccessToken), readOutcome(resp, err))
 	}()
 	cfg, err := b.getConfig(ctx, req.Storage, role.Config)
 	if err != nil {

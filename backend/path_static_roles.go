@@ -206,6 +206,12 @@ type staticRoleEntry struct {
 	PairPrefix     string `json:"pair_prefix,omitempty"`
 }
 
+// sameToken reports whether a token made for r suits o too: the same
+// config, credential type and user (or array role of Vault's pair).
+func (r *staticRoleEntry) sameToken(o *staticRoleEntry) bool {
+	return r.Config == o.Config && r.Username == o.Username && r.CredentialType == o.CredentialType && r.ArrayRole == o.ArrayRole
+}
+
 func readStaticRoleEntry(ctx context.Context, s logical.Storage, name string) (*staticRoleEntry, error) {
 	return readEntry[staticRoleEntry](ctx, s, staticRoleStoragePrefix+name, fmt.Sprintf("static role %q", name))
 }
@@ -367,11 +373,10 @@ func (b *backend) pathStaticRoleWrite(ctx context.Context, req *logical.Request,
 		return logical.ErrorResponse(msg), nil
 	}
 	var warnings []string
-	if old != nil && old.CredentialType == credentialAPIToken && (old.Config != r.Config || old.ArrayRole != r.ArrayRole ||
-		old.PairPrefix != r.PairPrefix || old.Username != r.Username || r.CredentialType != credentialAPIToken) {
+	if old != nil && old.CredentialType == credentialAPIToken && (!old.sameToken(&r) || old.PairPrefix != r.PairPrefix) {
 		warnings = append(warnings, b.releaseStaticUsers(ctx, req.Storage, name, old)...)
 	}
-	if old != nil && (old.Config != r.Config || old.Username != r.Username || old.CredentialType != r.CredentialType || old.ArrayRole != r.ArrayRole) {
+	if old != nil && !old.sameToken(&r) {
 		// The stored token belongs to the other config's application, or
 		// carries another user's rights.
 		if err := req.Storage.Delete(ctx, staticTokenStoragePrefix+name); err != nil {

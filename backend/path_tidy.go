@@ -21,7 +21,8 @@ storage, in the background on the active node, retrying with growing backoff
 while the array refuses. Writing config/NAME/tidy tries every due entry of
 config NAME now, backoff or not: for when the array is back. It also works
 for a config already deleted. A retired client is not due before
-previous_retire_at; to cut it off sooner, rotate with retire_previous=now.
+previous_api_client_delete_at; to cut it off sooner, rotate with
+retire_previous=now.
 
 The answer lists what is still waiting (pending_deletions), with each
 entry's last error. Reads of the config show the same list.
@@ -83,6 +84,9 @@ func (b *backend) pathTidyWrite(ctx context.Context, req *logical.Request, d *fr
 	if err != nil {
 		return nil, err
 	}
+	if pending == nil {
+		pending = []map[string]interface{}{}
+	}
 	resp := &logical.Response{Data: map[string]interface{}{fieldPendingDeletions: pending}}
 	// And the array users no live lease names (array_users.go).
 	tctx, cancel := context.WithTimeout(ctx, inlineCleanupTimeout)
@@ -91,9 +95,6 @@ func (b *backend) pathTidyWrite(ctx context.Context, req *logical.Request, d *fr
 	resp.Data[fieldUsersDeleted] = n
 	if uerr != nil {
 		resp.AddWarning(fmt.Sprintf("tidying the array users of config %q failed: %v; the background loop tries again", name, uerr))
-	}
-	if pending == nil {
-		resp.Data[fieldPendingDeletions] = []map[string]interface{}{}
 	}
 	if len(pending) > 0 {
 		resp.AddWarning("some API clients are still on the delete list: " + pendingSummary(pending))

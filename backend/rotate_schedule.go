@@ -42,8 +42,9 @@ func (r *rotationBackoff) get(name string) rotationFailure {
 	return r.m[name]
 }
 
-// failed records a failure at now and returns when to try again.
-func (r *rotationBackoff) failed(name string, now time.Time, reason string) time.Time {
+// failed records a failure at now and returns the record, with when to try
+// again.
+func (r *rotationBackoff) failed(name string, now time.Time, reason string) rotationFailure {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.m == nil {
@@ -54,13 +55,9 @@ func (r *rotationBackoff) failed(name string, now time.Time, reason string) time
 		f.since = now
 	}
 	f.failures++
-	wait := configRotationRetry << min(f.failures-1, 16)
-	if wait > configRotationMaxRetry || wait <= 0 {
-		wait = configRotationMaxRetry
-	}
-	f.next, f.reason = now.Add(wait), reason
+	f.next, f.reason = now.Add(doublingBackoff(configRotationRetry, configRotationMaxRetry, f.failures)), reason
 	r.m[name] = f
-	return f.next
+	return f
 }
 
 func (r *rotationBackoff) clear(name string) {
@@ -148,11 +145,11 @@ func (b *backend) rotateDueConfigs(ctx context.Context, s logical.Storage) time.
 			case err != nil:
 				why = err.Error()
 			}
-			retry := b.rotations.failed(name, b.now(), why)
+			f := b.rotations.failed(name, b.now(), why)
 			b.metrics.observeRotationFailure(name)
 			b.Logger().Warn("scheduled rotation failed; the active API client keeps working", "config", name,
-				"failures", b.rotations.get(name).failures, "next_try", retry.Format(time.RFC3339), "reason", why)
-			later(retry)
+				"failures", f.failures, "next_try", f.next.Format(time.RFC3339), "reason", why)
+			later(f.next)
 		}
 	}
 	return next

@@ -13,6 +13,8 @@ package backend
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
@@ -39,9 +41,6 @@ func (r *staticRoleEntry) pairUsers() []string {
 	return []string{r.PairPrefix + "a", r.PairPrefix + "b"}
 }
 
-// pairPrefix is the prefix of the pair's names, for tidy.
-func (r *staticRoleEntry) pairPrefix() string { return r.PairPrefix }
-
 // checkStaticAPITokenRole says what is wrong with a static api_token role
 // on cfg, filling in the pair's prefix.
 func (b *backend) checkStaticAPITokenRole(r *staticRoleEntry, cfg *configEntry, mount, name string) string {
@@ -61,32 +60,14 @@ func (b *backend) checkStaticAPITokenRole(r *staticRoleEntry, cfg *configEntry, 
 	}
 	switch {
 	case r.ArrayRole == "":
-		return fmt.Sprintf("array_role is required for credential_type=api_token: one of the config's allowed_array_roles (%s), or name an existing user with username", joinComma(cfg.allowedArrayRoles()))
+		return fmt.Sprintf("array_role is required for credential_type=api_token: one of the config's allowed_array_roles (%s), or name an existing user with username", strings.Join(cfg.allowedArrayRoles(), ", "))
 	case !contains(cfg.allowedArrayRoles(), r.ArrayRole):
-		return fmt.Sprintf("array_role %q is not in config %q's allowed_array_roles (%s): allow it there first", printable(r.ArrayRole), r.Config, joinComma(cfg.allowedArrayRoles()))
+		return fmt.Sprintf("array_role %q is not in config %q's allowed_array_roles (%s): allow it there first", printable(r.ArrayRole), r.Config, strings.Join(cfg.allowedArrayRoles(), ", "))
 	}
 	if r.PairPrefix == "" {
-		r.PairPrefix = wire.UserPrefix("vault-"+trimSlash(mount)+"-static-"+name+"-", 1)
+		r.PairPrefix = wire.UserPrefix("vault-"+strings.Trim(mount, "/")+"-static-"+name+"-", 1)
 	}
 	return ""
-}
-
-func joinComma(s []string) string {
-	out := ""
-	for i, v := range s {
-		if i > 0 {
-			out += ", "
-		}
-		out += v
-	}
-	return out
-}
-
-func trimSlash(s string) string {
-	for len(s) > 0 && s[len(s)-1] == '/' {
-		s = s[:len(s)-1]
-	}
-	return s
 }
 
 // rotateStaticAPIToken gives the role's next user a fresh token: the idle
@@ -114,13 +95,13 @@ func (b *backend) rotateStaticAPIToken(ctx context.Context, s logical.Storage, n
 			if err != nil {
 				return err
 			}
-			if !purearrayHasUser(users, user) {
+			if !slices.ContainsFunc(users, func(u purearray.User) bool { return u.Name == user }) {
 				password, err := randomString(passwordLen, passwordAlphabet)
 				if err != nil {
 					return err
 				}
 				rec := &arrayUserEntry{Config: role.Config, Username: user, Static: name, ArrayRole: role.ArrayRole, CreatedAt: b.now().UTC()}
-				if err := putEntry(ctx, s, rec.storageKey(), "array user record", rec); err != nil {
+				if err := putUserRecord(ctx, s, rec); err != nil {
 					return err
 				}
 				if err := admin.CreateUser(ctx, purearray.NewUser{Name: user, Password: password, Role: role.ArrayRole}); err != nil {
@@ -148,15 +129,6 @@ func (b *backend) rotateStaticAPIToken(ctx context.Context, s logical.Storage, n
 	return &pure1.AccessToken{Token: tok.Token, TokenType: staticTokenTypeAPI, ExpiresAt: expires, ExpiresIn: life}, user, nil
 }
 
-func purearrayHasUser(users []purearray.User, name string) bool {
-	for _, u := range users {
-		if u.Name == name {
-			return true
-		}
-	}
-	return false
-}
-
 // releaseStaticUsers deletes what a static api_token role made on the array
 // (its pair of users; an operator's user keeps existing, without Vault's
 // token) when the role is deleted or changed. What the array does not take
@@ -171,10 +143,9 @@ func (b *backend) releaseStaticUsers(ctx context.Context, s logical.Storage, nam
 	// The pair's records expire first: whatever the array does not take
 	// now, tidy deletes by them once the role (and its prefix) is gone.
 	for _, u := range old.pairUsers() {
-		rec := &arrayUserEntry{Config: old.Config, Username: u, Static: name, ArrayRole: old.ArrayRole,
-			CreatedAt: b.now().UTC(), ExpiresAt: b.now().UTC().Add(-userTidyGrace)}
-		if err := putEntry(ctx, s, rec.storageKey(), "array user record", rec); err != nil {
-			return []string{fmt.Sprintf("recording the users of static role %q for deletion failed (%v): delete %s on the array", name, err, joinComma(old.pairUsers()))}
+		rec := arrayUserEntry{Config: old.Config, Username: u, Static: name, ArrayRole: old.ArrayRole, CreatedAt: b.now().UTC()}
+		if err := b.leaveToTidy(ctx, s, rec); err != nil {
+			return []string{fmt.Sprintf("recording the users of static role %q for deletion failed (%v): delete %s on the array", name, err, strings.Join(old.pairUsers(), ", "))}
 		}
 	}
 	var warnings []string
@@ -186,8 +157,7 @@ func (b *backend) releaseStaticUsers(ctx context.Context, s logical.Storage, nam
 			if err := admin.DeleteUser(ctx, u); err != nil {
 				return err
 			}
-			rec := &arrayUserEntry{Config: old.Config, Username: u}
-			if err := s.Delete(ctx, rec.storageKey()); err != nil {
+			if err := s.Delete(ctx, userRecordKey(old.Config, u)); err != nil {
 				return err
 			}
 			b.metrics.observeUserRevoke(old.Config, nil)

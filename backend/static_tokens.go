@@ -182,7 +182,7 @@ func (b *backend) storeStaticResult(ctx context.Context, s logical.Storage, name
 	if err != nil {
 		return nil, err
 	}
-	if cur == nil || cur.Config != role.Config || cur.Username != role.Username || cur.CredentialType != role.CredentialType || cur.ArrayRole != role.ArrayRole {
+	if cur == nil || !cur.sameToken(role) {
 		return nil, errStaticRoleGone
 	}
 	old, err := readStaticToken(ctx, s, name)
@@ -228,11 +228,7 @@ func (b *backend) storeStaticResult(ctx context.Context, s logical.Storage, name
 		if cfg != nil {
 			t.FailedIdentity = staticIdentity(cur, cfg)
 		}
-		wait := staticRetryMin << min(t.Failures-1, 10)
-		if wait > staticRetryMax {
-			wait = staticRetryMax
-		}
-		t.NextRefresh = now.Add(wait)
+		t.NextRefresh = now.Add(doublingBackoff(staticRetryMin, staticRetryMax, t.Failures))
 	}
 	if err := putEntry(ctx, s, staticTokenStoragePrefix+name, fmt.Sprintf("the token of static role %q", name), &t); err != nil {
 		return nil, err
@@ -295,11 +291,5 @@ func staticIdentity(role *staticRoleEntry, cfg *config) string {
 	if role.CredentialType != credentialAPIToken {
 		return identityHash(cfg)
 	}
-	e := &cfg.entry
-	token := ""
-	if e.Managed != nil {
-		token = e.Managed.AdminAPIToken
-	}
-	sum := sha256.Sum256([]byte(e.Kind + "\x00" + e.ArrayURL + "\x00" + e.CACert + "\x00" + token))
-	return hex.EncodeToString(sum[:16])
+	return cfg.adminDigest
 }

@@ -24,7 +24,8 @@
 # fetch it. It never fetches anything itself.
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 COMMIT="${PURE1_OLD_COMMIT:-99c4d42}"
 VERSION="${PURE1_OLD_VERSION:-v0.1.0}"
 GO="${GO:-go}"
@@ -32,13 +33,7 @@ PKG="github.com/pure1vault/vault-plugin-secrets-pure1"
 PLUGIN="vault-plugin-secrets-pure1"
 CACHE_DIR="${PURE1_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/vault-plugin-secrets-pure1}"
 
-die() {
-  echo "build-old-plugin.sh: $*" >&2
-  exit 1
-}
-
-command -v git >/dev/null 2>&1 || die "git is required (the old release is built from this repository's history)"
-command -v flock >/dev/null 2>&1 || die "flock is required (util-linux)"
+need git flock tar sha256sum
 [[ "$VERSION" =~ ^v[0-9]+\.[0-9]+\.[0-9]+([-+][0-9A-Za-z.+-]+)?$ ]] ||
   die "PURE1_OLD_VERSION=$VERSION is not a semantic version such as v0.1.0 (Vault registers plugins by it)"
 git -C "$ROOT" rev-parse --git-dir >/dev/null 2>&1 ||

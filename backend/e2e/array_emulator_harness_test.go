@@ -144,15 +144,21 @@ func (a *ArrayEmulator) admin(t testing.TB, method, path string, body any, out a
 	}
 }
 
+// adminItems is GET path on the admin API: the items of its {"items": [...]}.
+func adminItems[T any](t testing.TB, a *ArrayEmulator, path string) []T {
+	t.Helper()
+	var list struct {
+		Items []T `json:"items"`
+	}
+	a.admin(t, http.MethodGet, path, nil, &list)
+	return list.Items
+}
+
 // APIClients lists the API clients on the array, by name, through the
 // admin API (no session is opened, so session counts stay the test's).
 func (a *ArrayEmulator) APIClients(t testing.TB) []arrayemu.APIClient {
 	t.Helper()
-	var list struct {
-		Items []arrayemu.APIClient `json:"items"`
-	}
-	a.admin(t, http.MethodGet, arrayemu.ClientsPath, nil, &list)
-	return list.Items
+	return adminItems[arrayemu.APIClient](t, a, arrayemu.ClientsPath)
 }
 
 // Clients lists the API clients on the array as "name" or
@@ -175,11 +181,7 @@ func (a *ArrayEmulator) Clients(t testing.TB) []string {
 // roles and token times, never a secret.
 func (a *ArrayEmulator) Users(t testing.TB) []arrayemu.User {
 	t.Helper()
-	var list struct {
-		Items []arrayemu.User `json:"items"`
-	}
-	a.admin(t, http.MethodGet, arrayemu.UsersPath, nil, &list)
-	return list.Items
+	return adminItems[arrayemu.User](t, a, arrayemu.UsersPath)
 }
 
 // Fault queues faults at the emulator (all or none: an invalid one fails
@@ -192,11 +194,7 @@ func (a *ArrayEmulator) Fault(t testing.TB, faults ...arrayemu.Fault) {
 // PendingFaults is the emulator's fault queue.
 func (a *ArrayEmulator) PendingFaults(t testing.TB) []arrayemu.Fault {
 	t.Helper()
-	var list struct {
-		Items []arrayemu.Fault `json:"items"`
-	}
-	a.admin(t, http.MethodGet, arrayemu.FaultsPath, nil, &list)
-	return list.Items
+	return adminItems[arrayemu.Fault](t, a, arrayemu.FaultsPath)
 }
 
 // ClearFaults empties the emulator's fault queue.

@@ -213,8 +213,8 @@ func testArrayManaged(t *testing.T, sdk, kind string) {
 		t.Fatalf("rotation: HTTP %d %v", status, resp)
 	}
 	second := jstr(t, resp, "data", "api_client_name")
-	if retire := jstr(t, resp, "data", "previous_retire_at"); retire == "" {
-		t.Errorf("the rotation names no previous_retire_at: %v", resp["data"])
+	if retire := jstr(t, resp, "data", "previous_api_client_delete_at"); retire == "" {
+		t.Errorf("the rotation names no previous_api_client_delete_at: %v", resp["data"])
 	}
 	readers.readOn(t, 200)
 	j = judge(t, sdk, e, jwtOf())

@@ -830,13 +830,13 @@ func (s *upgradeState) useWithNext(t *testing.T, v *Vault) {
 		t.Fatalf("rotating the array client the release registered: HTTP %d %v", status, resp)
 	}
 	// This build retires the replaced client once its credentials have
-	// expired (previous_retire_at), where the release deleted it at once.
+	// expired (previous_api_client_delete_at), where the release deleted it at once.
 	name := jstr(t, resp, "data", "api_client_name")
 	clients := s.arr.Clients(t)
 	if !slices.Contains(clients, name) {
 		t.Errorf("API clients on the array after the rotation: %v, without the new %s", clients, name)
 	}
-	t.Logf("array clients after the new build's rotation: %v (previous_retire_at %v)", clients, jget(resp, "data", "previous_retire_at"))
+	t.Logf("array clients after the new build's rotation: %v (previous_api_client_delete_at %v)", clients, jget(resp, "data", "previous_api_client_delete_at"))
 
 	s.importConfig(t, v, "after", "after")
 	v.MustCLI(t, "write", Mount+"/roles/after-token", "config=after")

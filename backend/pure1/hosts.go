@@ -30,12 +30,12 @@ const Pure1Host = "api.pure1.purestorage.com"
 // elsewhere, nor at a service listening on the Vault host itself.
 const AllowedHostsEnv = "PURE1_ALLOWED_TOKEN_HOSTS"
 
-// LoopbackWord, as an item of $PURE1_ALLOWED_TOKEN_HOSTS, allows loopback
+// loopbackWord, as an item of $PURE1_ALLOWED_TOKEN_HOSTS, allows loopback
 // addresses: 127.0.0.0/8, ::1, localhost, and any name that resolves to one.
-const LoopbackWord = "loopback"
+const loopbackWord = "loopback"
 
-// LoopbackFix is what an operator runs to allow loopback, for messages.
-const LoopbackFix = "vault plugin register -env " + AllowedHostsEnv + "=" + LoopbackWord + " ... (then vault plugin reload)"
+// loopbackFix is what an operator runs to allow loopback, for messages.
+const loopbackFix = "vault plugin register -env " + AllowedHostsEnv + "=" + loopbackWord + " ... (then vault plugin reload)"
 
 // ErrHostNotAllowed: a URL names a host the HostPolicy does not allow, or
 // its name resolved to a loopback address the policy does not allow. No
@@ -74,22 +74,22 @@ func NewHostPolicy(list string) (HostPolicy, error) {
 		switch item {
 		case "":
 			continue
-		case LoopbackWord:
+		case loopbackWord:
 			p.loopback = true
 			continue
 		}
 		u, err := url.Parse("https://" + item)
 		if err != nil || u.Host != item || u.Hostname() == "" || u.User != nil {
 			return HostPolicy{}, fmt.Errorf("%s: %q is not a host name or host:port (give names such as pure1.example.com or 10.0.0.5:8443, or the word %s, comma-separated, without https:// or a path)",
-				AllowedHostsEnv, printableHost(item), LoopbackWord)
+				AllowedHostsEnv, printableHost(item), loopbackWord)
 		}
-		if u.Hostname() == LoopbackWord {
+		if u.Hostname() == loopbackWord {
 			return HostPolicy{}, fmt.Errorf("%s: %q: the word %s takes no port; it allows every loopback address and port",
-				AllowedHostsEnv, printableHost(item), LoopbackWord)
+				AllowedHostsEnv, printableHost(item), loopbackWord)
 		}
 		if isLoopbackHost(u.Hostname()) {
 			return HostPolicy{}, fmt.Errorf("%s: %q is a loopback address: write the word %s instead (%s=%s) to allow the Vault host's loopback addresses",
-				AllowedHostsEnv, printableHost(item), LoopbackWord, AllowedHostsEnv, LoopbackWord)
+				AllowedHostsEnv, printableHost(item), loopbackWord, AllowedHostsEnv, loopbackWord)
 		}
 		p.hosts[item] = true
 	}
@@ -116,7 +116,7 @@ func (p HostPolicy) AllowedHosts() []string {
 	}
 	sort.Strings(out)
 	if p.loopback {
-		out = append([]string{LoopbackWord}, out...)
+		out = append([]string{loopbackWord}, out...)
 	}
 	return out
 }
@@ -145,7 +145,7 @@ func (p HostPolicy) Check(field, raw string) error {
 		if !loop {
 			when := ""
 			if !p.loopback {
-				when = ", when the operator who registers the plugin allows loopback (" + AllowedHostsEnv + "=" + LoopbackWord + ")"
+				when = ", when the operator who registers the plugin allows loopback (" + AllowedHostsEnv + "=" + loopbackWord + ")"
 			}
 			return fmt.Errorf("%s must use https: plain http is only allowed to localhost or another loopback address (127.0.0.1, ::1), for a local emulator%s; not %s",
 				field, when, printableHost(host))
@@ -158,7 +158,7 @@ func (p HostPolicy) Check(field, raw string) error {
 			return nil
 		}
 		return fmt.Errorf("%w: %s names %s, a loopback address of the Vault host, which may receive a signed JWT or token only when the operator who registers the plugin allows it with %s",
-			ErrHostNotAllowed, field, printableHost(u.Host), LoopbackFix)
+			ErrHostNotAllowed, field, printableHost(u.Host), loopbackFix)
 	}
 	if host == Pure1Host || p.hosts[host] || p.hosts[strings.ToLower(u.Host)] || p.hosts[hostWithDefaultPort(u)] {
 		return nil
@@ -223,7 +223,7 @@ func refuseLoopback(_, address string, _ syscall.RawConn) error {
 	}
 	if ip := ap.Addr().Unmap(); ip.IsLoopback() || ip.IsUnspecified() {
 		return fmt.Errorf("%w: the host name resolved to %s, a loopback address of the Vault host; no connection was made: a JWT or token goes to loopback only when the operator who registers the plugin allows it with %s",
-			ErrHostNotAllowed, ip, LoopbackFix)
+			ErrHostNotAllowed, ip, loopbackFix)
 	}
 	return nil
 }
@@ -253,11 +253,10 @@ func isLoopbackHost(h string) bool {
 	if h == "localhost" || strings.HasSuffix(h, ".localhost") {
 		return true
 	}
+	// netip reads every form net.ParseIP does, and zones (::1%lo) too.
 	ip, err := netip.ParseAddr(h)
 	if err != nil {
-		// A zone (fe80::1%eth0) or an IPv4 form netip does not read.
-		legacy := net.ParseIP(h)
-		return legacy != nil && (legacy.IsLoopback() || legacy.IsUnspecified())
+		return false
 	}
 	ip = ip.Unmap()
 	return ip.IsLoopback() || ip.IsUnspecified()

@@ -122,6 +122,7 @@ func TestHostPolicyCheck(t *testing.T) {
 		{HostPolicy{}, "https://127.1.2.3:8200/x", false, "PURE1_ALLOWED_TOKEN_HOSTS=loopback", true},
 		{HostPolicy{}, "https://[::ffff:127.0.0.1]/x", false, "PURE1_ALLOWED_TOKEN_HOSTS=loopback", true},
 		{HostPolicy{}, "https://0.0.0.0:8200/x", false, "PURE1_ALLOWED_TOKEN_HOSTS=loopback", true},
+		{HostPolicy{}, "https://[::1%25lo]:8200/x", false, "PURE1_ALLOWED_TOKEN_HOSTS=loopback", true},
 		{extra, "https://localhost:8443/x", false, "PURE1_ALLOWED_TOKEN_HOSTS=loopback", true},
 		{loop, "http://127.0.0.1:8080/oauth2/1.0/token", true, "", false},
 		{loop, "https://localhost/x", true, "", false},

@@ -152,7 +152,6 @@ type HTTPArray struct {
 	kind   *Kind
 	base   string
 	client *http.Client
-	hosts  pure1.HostPolicy
 }
 
 // caHint is the advice when the array's certificate does not verify.
@@ -186,6 +185,8 @@ func ParseCACert(pemData []byte) (*x509.CertPool, error) {
 
 // New builds the client of the array at opts.ArrayURL.
 func New(opts Options) (*HTTPArray, error) {
+	// Checked once, here: the policy is fixed at plugin start, and every
+	// call of the client goes to this array_url.
 	if err := opts.Hosts.Check("array_url", opts.ArrayURL); err != nil {
 		return nil, err
 	}
@@ -219,7 +220,7 @@ func New(opts Options) (*HTTPArray, error) {
 	if kind == nil {
 		kind = FlashArray
 	}
-	return &HTTPArray{HTTPExchanger: ex, logger: logger, kind: kind, base: strings.TrimRight(opts.ArrayURL, "/"), client: client, hosts: opts.Hosts}, nil
+	return &HTTPArray{HTTPExchanger: ex, logger: logger, kind: kind, base: strings.TrimRight(opts.ArrayURL, "/"), client: client}, nil
 }
 
 // HTTPClient is the client that trusts the array's CA and refuses
@@ -266,10 +267,6 @@ func (a *HTTPArray) do(ctx context.Context, call, method, path string, header ht
 	u := a.base + path
 	fail := func(class, err error) ([]byte, http.Header, error) {
 		return nil, nil, &CallError{Call: call, Method: method, URL: safePath(a.base, path), Err: err, class: class}
-	}
-	// The policy is read at plugin start: a stored array_url must still pass.
-	if err := a.hosts.Check("array_url", u); err != nil {
-		return fail(pure1.ErrRejected, fmt.Errorf("no request was sent: %w", err))
 	}
 	var rd io.Reader
 	if body != nil {
@@ -409,7 +406,7 @@ func (a *HTTPArray) Admin(ctx context.Context, apiToken string) (Admin, error) {
 	if err != nil {
 		return nil, err
 	}
-	path := a.kind.loginPath(ver)
+	path := a.kind.sessionPath(ver, "login")
 	_, h, err := a.do(ctx, "login with admin_api_token", http.MethodPost, path, http.Header{"Api-Token": {apiToken}}, nil)
 	if err != nil {
 		return nil, err
@@ -432,21 +429,27 @@ func (s *httpAdmin) header() http.Header { return http.Header{"X-Auth-Token": {s
 // Logout ends the session (POST /api/<ver>/logout, or /api/logout on a
 // FlashBlade).
 func (s *httpAdmin) Logout(ctx context.Context) error {
-	_, _, err := s.a.do(ctx, "logout", http.MethodPost, s.a.kind.logoutPath(s.ver), s.header(), nil)
+	_, _, err := s.a.do(ctx, "logout", http.MethodPost, s.a.kind.sessionPath(s.ver, "logout"), s.header(), nil)
 	if err != nil {
 		s.a.logger.Warn("logging out of the array failed; the session ends with the array's idle timeout", "error", err)
 	}
 	return err
 }
 
+// call sends one api-clients request and picks name out of the answer's
+// items. A GET lists every client and answers nil when name is not among
+// them: it never asks by name, as an array answers a name it does not know
+// with an error (400) that cannot be told from any other refusal, and a
+// delete list that took a refusal for "gone" would forget a client that
+// still exists. A create or enable names the client and must answer it.
 func (s *httpAdmin) call(ctx context.Context, call, method, name string, body any) (*APIClient, error) {
-	path := "/api/" + s.ver + "/api-clients?names=" + url.QueryEscape(name)
-	raw, _, err := s.a.do(ctx, call, method, path, s.header(), body)
-	if err != nil {
-		return nil, err
+	path := "/api/" + s.ver + "/api-clients"
+	if method != http.MethodGet {
+		path += "?names=" + url.QueryEscape(name)
 	}
-	if method == http.MethodDelete {
-		return nil, nil
+	raw, _, err := s.a.do(ctx, call, method, path, s.header(), body)
+	if err != nil || method == http.MethodDelete {
+		return nil, err
 	}
 	var r struct {
 		Items []APIClient `json:"items"`
@@ -459,11 +462,13 @@ func (s *httpAdmin) call(ctx context.Context, call, method, name string, body an
 			return &r.Items[i], nil
 		}
 	}
-	return nil, nil
+	if method == http.MethodGet {
+		return nil, nil
+	}
+	return nil, s.a.badAnswer(call, method, path, "the answer holds no such client")
 }
 
 func (s *httpAdmin) CreateAPIClient(ctx context.Context, c NewAPIClient) (*APIClient, error) {
-	call := fmt.Sprintf("create API client %q", c.Name)
 	body := map[string]any{
 		"issuer":     c.Issuer,
 		"public_key": c.PublicKeyPEM,
@@ -472,52 +477,17 @@ func (s *httpAdmin) CreateAPIClient(ctx context.Context, c NewAPIClient) (*APICl
 	if c.AccessTokenTTL > 0 {
 		body["access_token_ttl_in_ms"] = c.AccessTokenTTL.Milliseconds()
 	}
-	got, err := s.call(ctx, call, http.MethodPost, c.Name, body)
-	if err != nil {
-		return nil, err
-	}
-	if got == nil {
-		return nil, s.a.badAnswer(call, http.MethodPost, "/api/"+s.ver+"/api-clients", "the answer holds no such client")
-	}
-	return got, nil
+	return s.call(ctx, fmt.Sprintf("create API client %q", c.Name), http.MethodPost, c.Name, body)
 }
 
 func (s *httpAdmin) EnableAPIClient(ctx context.Context, name string) (*APIClient, error) {
-	call := fmt.Sprintf("enable API client %q", name)
-	got, err := s.call(ctx, call, http.MethodPatch, name, map[string]any{"enabled": true})
-	if err != nil {
-		return nil, err
-	}
-	if got == nil {
-		return nil, s.a.badAnswer(call, http.MethodPatch, "/api/"+s.ver+"/api-clients", "the answer holds no such client")
-	}
-	return got, nil
+	return s.call(ctx, fmt.Sprintf("enable API client %q", name), http.MethodPatch, name, map[string]any{"enabled": true})
 }
 
-// GetAPIClient lists the array's API clients and picks name out. It never
-// asks by name: an array answers a name it does not know with an error
-// (400), which cannot be told from any other refusal of the request, and a
-// delete list that took a refusal for "gone" would forget a client that
-// still exists. A list answer is unambiguous.
+// GetAPIClient lists the array's API clients and picks name out (call says
+// why it never asks by name).
 func (s *httpAdmin) GetAPIClient(ctx context.Context, name string) (*APIClient, error) {
-	call := fmt.Sprintf("read API client %q", name)
-	path := "/api/" + s.ver + "/api-clients"
-	raw, _, err := s.a.do(ctx, call, http.MethodGet, path, s.header(), nil)
-	if err != nil {
-		return nil, err
-	}
-	var r struct {
-		Items []APIClient `json:"items"`
-	}
-	if err := json.Unmarshal(raw, &r); err != nil {
-		return nil, s.a.badAnswer(call, http.MethodGet, path, "the answer is not JSON")
-	}
-	for i := range r.Items {
-		if r.Items[i].Name == name {
-			return &r.Items[i], nil
-		}
-	}
-	return nil, nil
+	return s.call(ctx, fmt.Sprintf("read API client %q", name), http.MethodGet, name, nil)
 }
 
 func (s *httpAdmin) DeleteAPIClient(ctx context.Context, name string) error {

@@ -30,14 +30,6 @@ type Kind struct {
 	clientName    *regexp.Regexp
 	nameRule      string
 	nameSeparator string
-	// defaultPrefix starts the name of the API client Vault registers for
-	// a config that names none.
-	defaultPrefix string
-	// userName is the array's rule for local user names, userRule it in
-	// words; maxUser their length.
-	userName *regexp.Regexp
-	userRule string
-	maxUser  int
 	// tokenUserParam selects a user's API token: names= on a FlashArray,
 	// admin_names= on a FlashBlade.
 	tokenUserParam string
@@ -55,10 +47,6 @@ var (
 		clientName:     regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$`),
 		nameRule:       "letters, digits and '-' only (no '_' or '.'), starting and ending with a letter or digit, at most 63 characters",
 		nameSeparator:  "-",
-		defaultPrefix:  "vault-",
-		userName:       localUserName,
-		userRule:       localUserRule,
-		maxUser:        32,
 		tokenUserParam: "names",
 	}
 	// FlashBlade: letters, digits and '_' only, at most 56 characters (as
@@ -71,20 +59,20 @@ var (
 		clientName:         regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9_]{0,54}[a-zA-Z0-9])?$`),
 		nameRule:           "letters, digits and '_' only (no '-' or '.'), starting and ending with a letter or digit, at most 56 characters",
 		nameSeparator:      "_",
-		defaultPrefix:      "vault_",
-		userName:           localUserName,
-		userRule:           localUserRule,
-		maxUser:            32,
 		tokenUserParam:     "admin_names",
 	}
 )
 
 // localUserName is both kinds' rule for local user names, as Pure's
 // purefa_user and purefb_user modules check them: lowercase letters, digits
-// and '-', starting and ending with a letter or digit, 1 to 32 characters.
+// and '-', starting and ending with a letter or digit, 1 to maxUserName
+// characters.
 var localUserName = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$`)
 
-const localUserRule = "lowercase letters, digits and '-', starting and ending with a letter or digit, at most 32 characters"
+const (
+	localUserRule = "lowercase letters, digits and '-', starting and ending with a letter or digit, at most 32 characters"
+	maxUserName   = 32
+)
 
 // Kinds lists every array kind, FlashArray first.
 var Kinds = []*Kind{FlashArray, FlashBlade}
@@ -122,7 +110,7 @@ func (k *Kind) DefaultClientName(config string) string {
 			return rune(k.nameSeparator[0])
 		}
 		return r
-	}, k.defaultPrefix+config)
+	}, "vault"+k.nameSeparator+config)
 	if len(name) > MaxBaseName {
 		name = name[:MaxBaseName]
 	}
@@ -136,19 +124,13 @@ func (k *Kind) SuffixedName(base, suffix string) string {
 	return base + k.nameSeparator + suffix
 }
 
-// loginPath and logoutPath are where an admin session starts and ends.
-func (k *Kind) loginPath(ver string) string {
+// sessionPath is where an admin session starts (op login) and ends (op
+// logout).
+func (k *Kind) sessionPath(ver, op string) string {
 	if k.versionedLogin {
-		return "/api/" + ver + "/login"
+		return "/api/" + ver + "/" + op
 	}
-	return "/api/login"
-}
-
-func (k *Kind) logoutPath(ver string) string {
-	if k.versionedLogin {
-		return "/api/" + ver + "/logout"
-	}
-	return "/api/logout"
+	return "/api/" + op
 }
 
 // maxRoleValue is max_role as the kind takes it in a request body.
@@ -174,17 +156,17 @@ func printable(s string) string {
 
 // CheckUserName refuses a local user name the array would refuse.
 func (k *Kind) CheckUserName(field, name string) error {
-	if !k.userName.MatchString(name) {
-		return fmt.Errorf("%s %q is not a %s user name: use %s", field, printable(name), k.Product, k.userRule)
+	if !localUserName.MatchString(name) {
+		return fmt.Errorf("%s %q is not a %s user name: use %s", field, printable(name), k.Product, localUserRule)
 	}
 	return nil
 }
 
 // MaxUserName is the longest local user name the array takes.
-func (k *Kind) MaxUserName() int { return k.maxUser }
+func (k *Kind) MaxUserName() int { return maxUserName }
 
-// UserPrefix makes s a prefix of user names the array takes: characters it
-// refuses become the kind's separator, and it is cut so that a suffix of
+// UserPrefix makes s a prefix of user names the array takes: capitals are
+// lowered, other characters it refuses become '-', and it is cut so that a suffix of
 // suffixLen still fits.
 func (k *Kind) UserPrefix(s string, suffixLen int) string {
 	p := strings.Map(func(r rune) rune {
@@ -196,7 +178,7 @@ func (k *Kind) UserPrefix(s string, suffixLen int) string {
 		}
 		return '-'
 	}, s)
-	if max := k.maxUser - suffixLen; len(p) > max {
+	if max := maxUserName - suffixLen; len(p) > max {
 		p = p[:max]
 	}
 	return strings.TrimLeft(p, "-")

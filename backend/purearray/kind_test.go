@@ -226,10 +226,10 @@ func TestSessionPaths(t *testing.T) {
 		{FlashArray, "/api/2.30/login", "/api/2.30/logout"},
 		{FlashBlade, "/api/login", "/api/logout"},
 	} {
-		if got := tc.kind.loginPath("2.30"); got != tc.login {
+		if got := tc.kind.sessionPath("2.30", "login"); got != tc.login {
 			t.Errorf("%s login at %s, want %s", tc.kind.Name, got, tc.login)
 		}
-		if got := tc.kind.logoutPath("2.30"); got != tc.logout {
+		if got := tc.kind.sessionPath("2.30", "logout"); got != tc.logout {
 			t.Errorf("%s logout at %s, want %s", tc.kind.Name, got, tc.logout)
 		}
 	}

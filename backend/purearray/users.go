@@ -108,25 +108,30 @@ func (s *httpAdmin) CreateAPIToken(ctx context.Context, user string, timeout tim
 func (s *httpAdmin) DeleteAPIToken(ctx context.Context, user string) error {
 	_, _, err := s.a.do(ctx, fmt.Sprintf("delete the API token of user %q", user), http.MethodDelete,
 		s.adminsPath("/api-tokens", url.Values{s.a.kind.tokenUserParam: {user}}), s.header(), nil)
-	if err == nil {
-		return nil
-	}
-	if users, lerr := s.ListUsers(ctx); lerr == nil && !hasUser(users, user) {
-		return nil // the user is gone, and its token with it
-	}
-	return err
+	return s.unlessGone(ctx, user, err) // a user gone took its token with it
 }
 
 func (s *httpAdmin) DeleteUser(ctx context.Context, name string) error {
 	_, _, err := s.a.do(ctx, fmt.Sprintf("delete user %q", name), http.MethodDelete, s.adminsPath("", url.Values{"names": {name}}), s.header(), nil)
+	return s.unlessGone(ctx, name, err)
+}
+
+// unlessGone is a delete's err, or nil when the list of users shows user
+// gone: it failed as already done, not as refused.
+func (s *httpAdmin) unlessGone(ctx context.Context, user string, err error) error {
 	if err == nil {
 		return nil
 	}
-	// Gone already, or the array refuses: the list of users says which.
-	if users, lerr := s.ListUsers(ctx); lerr == nil && !hasUser(users, name) {
-		return nil
+	users, lerr := s.ListUsers(ctx)
+	if lerr != nil {
+		return err
 	}
-	return err
+	for _, u := range users {
+		if u.Name == user {
+			return err
+		}
+	}
+	return nil
 }
 
 func (s *httpAdmin) ListUsers(ctx context.Context) ([]User, error) {
@@ -143,13 +148,4 @@ func (s *httpAdmin) ListUsers(ctx context.Context) ([]User, error) {
 		return nil, s.a.badAnswer(call, http.MethodGet, path, "the answer is not JSON")
 	}
 	return r.Items, nil
-}
-
-func hasUser(users []User, name string) bool {
-	for _, u := range users {
-		if u.Name == name {
-			return true
-		}
-	}
-	return false
 }

@@ -12,35 +12,18 @@ from get_admins. Every item the SDK hands back is re-validated against the
 SDK's own models. It prints one JSON object on stdout for the Go test to
 judge; any check that fails raises, so the script exits non-zero.
 
-Environment: as sdk_array_emulator.py (ARRAY_KIND, ARRAY_TARGET,
-ARRAY_CA_FILE, ARRAY_API_TOKEN, ARRAY_VERSION, ARRAY_ADMIN_URL).
+Environment: ARRAY_KIND, ARRAY_TARGET, ARRAY_CA_FILE, ARRAY_API_TOKEN,
+ARRAY_VERSION, ARRAY_ADMIN_URL (see sdk_array_common.py).
 """
 
 import json
-import os
-import ssl
-import sys
 import time
-import urllib.request
 
-from pypureclient import flasharray, flashblade
-from pypureclient.configuration import Configuration
 from pypureclient.exceptions import PureError
 from pypureclient._transport.rest import ApiException
 
-KIND = os.environ["ARRAY_KIND"]
-TARGET = os.environ["ARRAY_TARGET"]
-CA_FILE = os.environ["ARRAY_CA_FILE"]
-API_TOKEN = os.environ["ARRAY_API_TOKEN"]
-VERSION = os.environ["ARRAY_VERSION"]
-ADMIN_URL = os.environ["ARRAY_ADMIN_URL"]
-
-FA = KIND == "flasharray"
-SDK = flasharray if FA else flashblade
-if FA:
-    from pypureclient.flasharray.FA_2_30 import models
-else:
-    from pypureclient.flashblade.FB_2_17 import models
+from sdk_array_common import (API_TOKEN, FA, KIND, VERSION, check, client, close, error_of, log, models, ok,
+                              open_sessions, strict)
 
 USER = "vault-sdk-ro"      # a name both kinds take for a local user
 SHORT = "vault-sdk-short"  # a user whose token expires during the run
@@ -49,48 +32,6 @@ TIMEOUT_MS = 3600000
 SHORT_MS = 1500
 
 result = {"kind": KIND, "sessions": {}}
-
-
-def log(*args):
-    print(*args, file=sys.stderr, flush=True)
-
-
-def check(cond, what):
-    if not cond:
-        raise AssertionError(what)
-
-
-def config():
-    cfg = Configuration(ssl_ca_cert=CA_FILE)
-    cfg.verify_ssl = True
-    return cfg
-
-
-def client(**auth):
-    return SDK.Client(TARGET, version=VERSION, configuration=config(), verify_ssl=True, **auth)
-
-
-def open_sessions():
-    ctx = ssl.create_default_context(cafile=CA_FILE)
-    with urllib.request.urlopen(ADMIN_URL + "/emulator/stats", context=ctx, timeout=10) as r:
-        return json.load(r)["open_sessions"]
-
-
-def strict(item):
-    """Re-parse an item the SDK built with validation: every field must have
-    the model's type, nested references included."""
-    return type(item).parse_obj(item.to_dict())
-
-
-def ok(resp, what):
-    check(resp.status_code == 200, "%s: HTTP %s %s" % (what, resp.status_code, getattr(resp, "errors", "")))
-    return list(resp.items) if resp.items is not None else []
-
-
-def error_of(resp):
-    check(resp.status_code != 200, "expected a refusal, got 200")
-    e = resp.errors[0]
-    return {"status": resp.status_code, "message": e.message, "context": e.context}
 
 
 def role(name):
@@ -221,9 +162,6 @@ except PureError as e:
 
 check(admin.delete_admins(names=[SHORT]).status_code == 200, "delete_admins (short)")
 result["after_delete"]["admins_left"] = sorted(a.name for a in ok(admin.get_admins(), "get_admins (end)"))
-if FA:  # the FlashArray client has no logout(); close_session is what it runs at exit
-    admin._token_man.close_session()
-else:
-    check(admin.logout().status_code == 200, "logout")
+close(admin)
 result["sessions"]["at_end"] = open_sessions()
 print(json.dumps(result))

@@ -7,46 +7,25 @@ the SDK would, checks what the SDK hands back against the SDK's own models,
 and prints one JSON object on stdout for the Go test to judge; progress goes
 to stderr. Any check that fails raises, so the script exits non-zero.
 
-Environment:
-  ARRAY_KIND       flasharray or flashblade
-  ARRAY_TARGET     host:port of the emulator
-  ARRAY_CA_FILE    the emulator's CA certificate (PEM)
-  ARRAY_API_TOKEN  pureuser's API token
-  ARRAY_VERSION    the REST version to ask for (2.30 / 2.17)
-  ARRAY_ADMIN_URL  the emulator's base URL, for its /emulator/stats
+Environment: ARRAY_KIND, ARRAY_TARGET, ARRAY_CA_FILE, ARRAY_API_TOKEN,
+ARRAY_VERSION, ARRAY_ADMIN_URL (see sdk_array_common.py).
 """
 
 import json
 import os
-import ssl
-import sys
 import time
-import urllib.request
 
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from pypureclient import _helpers, flasharray, flashblade
+from pypureclient import _helpers
 from pypureclient.api_token_manager import APITokenManager
-from pypureclient.configuration import Configuration
 from pypureclient.exceptions import PureError
 from pypureclient._transport.rest import ApiException
 
-KIND = os.environ["ARRAY_KIND"]
-TARGET = os.environ["ARRAY_TARGET"]
-CA_FILE = os.environ["ARRAY_CA_FILE"]
-API_TOKEN = os.environ["ARRAY_API_TOKEN"]
-VERSION = os.environ["ARRAY_VERSION"]
-ADMIN_URL = os.environ["ARRAY_ADMIN_URL"]
-
-FA = KIND == "flasharray"
-SDK = flasharray if FA else flashblade
-OTHER_SDK = flashblade if FA else flasharray
-if FA:
-    from pypureclient.flasharray.FA_2_30 import models
-else:
-    from pypureclient.flashblade.FB_2_17 import models
+from sdk_array_common import (API_TOKEN, FA, KIND, OTHER_SDK, TARGET, VERSION, check, client, close, config,
+                              error_of, log, models, ok, open_sessions, strict)
 
 # The names each kind takes: a FlashBlade refuses '-'.
 NAME = "vault-sdk-fa" if FA else "vault_sdk_fb"
@@ -55,51 +34,6 @@ TTL_MS = 3600000
 USER = "pureuser"
 
 result = {"kind": KIND, "sessions": {}}
-
-
-def log(*args):
-    print(*args, file=sys.stderr, flush=True)
-
-
-def check(cond, what):
-    if not cond:
-        raise AssertionError(what)
-
-
-def config():
-    """The SDK's configuration, verifying the emulator's certificate.
-
-    The Client's ssl_cert parameter is not what urllib3 reads (it reads
-    ssl_ca_cert), so the CA goes in through a Configuration."""
-    cfg = Configuration(ssl_ca_cert=CA_FILE)
-    cfg.verify_ssl = True
-    return cfg
-
-
-def client(sdk=SDK, version=VERSION, **auth):
-    return sdk.Client(TARGET, version=version, configuration=config(), verify_ssl=True, **auth)
-
-
-def open_sessions():
-    ctx = ssl.create_default_context(cafile=CA_FILE)
-    with urllib.request.urlopen(ADMIN_URL + "/emulator/stats", context=ctx, timeout=10) as r:
-        return json.load(r)["open_sessions"]
-
-
-def strict(item):
-    """Re-parse an item the SDK built (without validation) with validation:
-    every field must have the model's type, nested references included."""
-    return type(item).parse_obj(item.to_dict())
-
-
-def ok(resp, what):
-    check(resp.status_code == 200, "%s: HTTP %s %s" % (what, resp.status_code, getattr(resp, "errors", "")))
-    return list(resp.items) if resp.items is not None else []
-
-
-def error_of(resp):
-    check(resp.status_code != 200, "expected a refusal, got 200")
-    return {"status": resp.status_code, "message": resp.errors[0].message, "context": resp.errors[0].context}
 
 
 # ---- keys --------------------------------------------------------------------
@@ -190,14 +124,7 @@ except PureError as e:
     # On a 401 the SDK exchanges its JWT again, which the array now refuses.
     result["oauth_after_delete"] = {"error": str(e)}
 
-# Closing the session: the FlashBlade client has logout() (POST /api/logout);
-# the FlashArray client has none, and logs out when the program exits
-# (APITokenManager registers close_session with atexit), so that is called
-# here as the SDK would call it.
-if FA:
-    admin._token_man.close_session()
-else:
-    check(admin.logout().status_code == 200, "logout")
+close(admin)
 result["sessions"]["after_close"] = open_sessions()
 log("deleted; sessions open after the client closed:", result["sessions"]["after_close"])
 

@@ -14,52 +14,19 @@ token there). It looks at the array the way an operator's script would:
 It prints one JSON object on stdout; the Go test judges it.
 
 Environment: ARRAY_KIND, ARRAY_TARGET, ARRAY_CA_FILE, ARRAY_API_TOKEN,
-ARRAY_VERSION, ARRAY_ADMIN_URL (see sdk_array_emulator.py), and VAULT_JWT
+ARRAY_VERSION, ARRAY_ADMIN_URL (see sdk_array_common.py), and VAULT_JWT
 (optional).
 """
 
 import json
 import os
-import ssl
-import sys
-import urllib.request
 
-from pypureclient import flasharray, flashblade
-from pypureclient.configuration import Configuration
-
-KIND = os.environ["ARRAY_KIND"]
-FA = KIND == "flasharray"
-SDK = flasharray if FA else flashblade
-
-
-def config():
-    # The Client's ssl_cert is not what urllib3 reads; the CA goes in here.
-    cfg = Configuration(ssl_ca_cert=os.environ["ARRAY_CA_FILE"])
-    cfg.verify_ssl = True
-    return cfg
-
-
-def client(**auth):
-    return SDK.Client(os.environ["ARRAY_TARGET"], version=os.environ["ARRAY_VERSION"],
-                      configuration=config(), verify_ssl=True, **auth)
-
-
-def items(resp, what):
-    if resp.status_code != 200:
-        raise AssertionError("%s: HTTP %s %s" % (what, resp.status_code, getattr(resp, "errors", "")))
-    return list(resp.items) if resp.items is not None else []
-
-
-def open_sessions():
-    ctx = ssl.create_default_context(cafile=os.environ["ARRAY_CA_FILE"])
-    with urllib.request.urlopen(os.environ["ARRAY_ADMIN_URL"] + "/emulator/stats", context=ctx, timeout=10) as r:
-        return json.load(r)["open_sessions"]
-
+from sdk_array_common import API_TOKEN, FA, KIND, client, close, log, ok, open_sessions
 
 result = {"kind": KIND}
-admin = client(api_token=os.environ["ARRAY_API_TOKEN"])
+admin = client(api_token=API_TOKEN)
 clients = []
-for c in items(admin.get_api_clients(), "get_api_clients"):
+for c in ok(admin.get_api_clients(), "get_api_clients"):
     role = c.max_role if FA else (c.max_role.name if c.max_role is not None else None)
     clients.append({"name": c.name, "enabled": c.enabled, "max_role": role,
                     "max_role_type": type(c.max_role).__name__, "id": c.id})
@@ -67,14 +34,11 @@ result["api_clients"] = sorted(clients, key=lambda c: c["name"])
 
 if os.environ.get("VAULT_JWT"):
     by_jwt = client(id_token=os.environ["VAULT_JWT"])
-    result["arrays_id_token"] = [a.name for a in items(by_jwt.get_arrays(), "get_arrays (Vault's JWT as id_token)")]
+    result["arrays_id_token"] = [a.name for a in ok(by_jwt.get_arrays(), "get_arrays (Vault's JWT as id_token)")]
 
 # The SDK's own session ends as the SDK ends it (FlashBlade: logout();
 # FlashArray: at exit, which is called here).
-if FA:
-    admin._token_man.close_session()
-else:
-    admin.logout()
+close(admin)
 result["open_sessions"] = open_sessions()
 print(json.dumps(result))
-print("judged", KIND, "clients:", [c["name"] for c in clients], file=sys.stderr)
+log("judged", KIND, "clients:", [c["name"] for c in clients])

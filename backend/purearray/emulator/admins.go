@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -139,7 +140,7 @@ func (s *Server) Users() []User {
 	return out
 }
 
-// addUser adds a user at startup (New): no request, no limit.
+// addUser adds a user, checking nothing; s.mu is held (or New is running).
 func (s *Server) addUser(name, role string, builtIn bool) *localUser {
 	u := &localUser{name: name, id: formatUUID(randomHex(16)), role: role, builtIn: builtIn, created: s.opts.Now()}
 	s.users[name] = u
@@ -175,8 +176,8 @@ func (s *Server) userExists(name string) bool {
 
 // checkUserName refuses a name the array refuses for a local user.
 func (k *kind) checkUserName(name string) error {
-	if !k.userName.MatchString(name) {
-		return fmt.Errorf("Invalid user name %q: a %s local user name has %s.", name, k.product, k.userNameRule)
+	if !localUserName.MatchString(name) {
+		return fmt.Errorf("Invalid user name %q: a %s local user name has %s.", name, k.product, localUserNameRule)
 	}
 	if reservedUserNames[name] {
 		return fmt.Errorf("User name %q is reserved on a %s (a built-in or system account): pick another.", name, k.product)
@@ -295,17 +296,10 @@ func listParams(w http.ResponseWriter, q url.Values) (listQuery, bool) {
 	return lq, true
 }
 
-// userSelector is the names (or ids) a request names users by.
-type userSelector struct {
-	param  string // the query parameter it came from
-	byID   bool
-	values []string
-}
-
 // userSelectors reads the kind's user selectors, namesKey and (on a
 // FlashBlade) idsKey, which cannot be set together; required refuses a
 // request with neither. On failure it has answered 400.
-func userSelectors(w http.ResponseWriter, q url.Values, namesKey, idsKey string, required bool) (userSelector, bool) {
+func userSelectors(w http.ResponseWriter, q url.Values, namesKey, idsKey string, required bool) (selector, bool) {
 	names := csv(q.Get(namesKey))
 	var ids []string
 	if idsKey != "" {
@@ -318,25 +312,25 @@ func userSelectors(w http.ResponseWriter, q url.Values, namesKey, idsKey string,
 	switch {
 	case idsKey != "" && q.Has(namesKey) && q.Has(idsKey):
 		writeErrors(w, http.StatusBadRequest, namesKey, fmt.Sprintf("The %s and %s parameters cannot be set together.", idsKey, namesKey))
-		return userSelector{}, false
+		return selector{}, false
 	case q.Has(namesKey) && len(names) == 0, idsKey != "" && q.Has(idsKey) && len(ids) == 0:
 		writeErrors(w, http.StatusBadRequest, namesKey, takes+" is given empty.")
-		return userSelector{}, false
+		return selector{}, false
 	case len(ids) > 0:
-		return userSelector{param: idsKey, byID: true, values: ids}, true
+		return selector{byID: true, values: ids}, true
 	case len(names) > 0:
-		return userSelector{param: namesKey, values: names}, true
+		return selector{values: names}, true
 	case required:
 		writeErrors(w, http.StatusBadRequest, namesKey, "The "+takes+" parameter is required.")
-		return userSelector{}, false
+		return selector{}, false
 	}
-	return userSelector{}, true
+	return selector{}, true
 }
 
 // pickUsers finds the users sel names, in its order, each once; s.mu is
 // held. Every name or id must match a user (an error for each one that
 // does not, as arrays answer).
-func (s *Server) pickUsers(sel userSelector) ([]*localUser, []apiError) {
+func (s *Server) pickUsers(sel selector) ([]*localUser, []apiError) {
 	var out []*localUser
 	var missing []apiError
 	seen := map[string]bool{}
@@ -365,8 +359,8 @@ func (s *Server) pickUsers(sel userSelector) ([]*localUser, []apiError) {
 
 // listedUsers is what a GET lists: the users sel names, or every user when
 // it names none, by name; s.mu is held.
-func (s *Server) listedUsers(sel userSelector) ([]*localUser, []apiError) {
-	if sel.param == "" {
+func (s *Server) listedUsers(sel selector) ([]*localUser, []apiError) {
+	if len(sel.values) == 0 {
 		return s.allUsers(), nil
 	}
 	picked, missing := s.pickUsers(sel)
@@ -382,16 +376,6 @@ func (s *Server) allUsers() []*localUser {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
 	return out
-}
-
-// mayManageUsers refuses (403) a principal that may not create or delete
-// users, or touch another user's token.
-func (s *Server) mayManageUsers(w http.ResponseWriter, p principal, what string) bool {
-	if p.role != roleArrayAdmin {
-		writeErrors(w, http.StatusForbidden, "role", fmt.Sprintf("Forbidden: %s needs the %s role; %s.", what, roleArrayAdmin, p.describe()))
-		return false
-	}
-	return true
 }
 
 // parseAdminRole reads AdminPost's role: a reference on both kinds, {"name":
@@ -422,12 +406,10 @@ func (k *kind) parseAdminRole(raw json.RawMessage) (string, error) {
 	if ref.ResourceType != nil && *ref.ResourceType != "roles" {
 		return "", fmt.Errorf("role refers to a %q, not to a role (resource_type roles).", *ref.ResourceType)
 	}
-	for _, r := range MaxRoles {
-		if r == *ref.Name {
-			return r, nil
-		}
+	if !slices.Contains(MaxRoles, *ref.Name) {
+		return "", fmt.Errorf("role %q is not a role: use one of %s.", *ref.Name, strings.Join(MaxRoles, ", "))
 	}
-	return "", fmt.Errorf("role %q is not a role: use one of %s.", *ref.Name, strings.Join(MaxRoles, ", "))
+	return *ref.Name, nil
 }
 
 // checkSSHPublicKey takes an OpenSSH public key line, "<type> <base64>
@@ -500,7 +482,7 @@ func (s *Server) getAdmins(w http.ResponseWriter, r *http.Request) {
 // new local user, by an array_admin.
 func (s *Server) postAdmins(w http.ResponseWriter, r *http.Request) {
 	p, ok := s.authenticate(w, r)
-	if !ok || !s.mayManageUsers(w, p, "creating users") {
+	if !ok || !p.mayManage(w, "role", "creating users") {
 		return
 	}
 	name, ok := s.oneName(w, r, "admins?names=<user>", "user")
@@ -516,7 +498,7 @@ func (s *Server) postAdmins(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	for field := range body {
-		if !oneOf(field, s.kind.adminPostFields) {
+		if !slices.Contains(s.kind.adminPostFields, field) {
 			msg := fmt.Sprintf("Invalid body: unknown field %q: a %s's AdminPost at REST %s takes %s.", field, s.kind.product, s.kind.newest, strings.Join(s.kind.adminPostFields, ", "))
 			if field == "management_access_policies" && s.kind.name == FlashArray {
 				msg += " management_access_policies came with REST 2.36."
@@ -559,13 +541,13 @@ func (s *Server) postAdmins(w http.ResponseWriter, r *http.Request) {
 		writeErrors(w, http.StatusBadRequest, name, "Name already in use.")
 		return
 	}
-	if len(s.users) >= s.maxUsers {
+	if len(s.users) >= s.opts.MaxUsers {
 		s.mu.Unlock()
-		writeErrors(w, http.StatusBadRequest, name, fmt.Sprintf("Cannot create user %s: the array holds its limit of %d local users. Delete users no longer needed.", name, s.maxUsers))
+		writeErrors(w, http.StatusBadRequest, name, fmt.Sprintf("Cannot create user %s: the array holds its limit of %d local users. Delete users no longer needed.", name, s.opts.MaxUsers))
 		return
 	}
-	u := &localUser{name: name, id: formatUUID(randomHex(16)), role: role, publicKey: publicKey, created: s.opts.Now()}
-	s.users[name] = u
+	u := s.addUser(name, role, false)
+	u.publicKey = publicKey
 	s.stats.UsersCreated++
 	wire := s.kind.wireAdmin(u, true, false)
 	s.mu.Unlock()
@@ -577,7 +559,7 @@ func (s *Server) postAdmins(w http.ResponseWriter, r *http.Request) {
 // end. Arrays answer 200 with no body.
 func (s *Server) deleteAdmins(w http.ResponseWriter, r *http.Request) {
 	p, ok := s.authenticate(w, r)
-	if !ok || !s.mayManageUsers(w, p, "deleting users") {
+	if !ok || !p.mayManage(w, "role", "deleting users") {
 		return
 	}
 	allowed, idsKey := []string{"names"}, ""
@@ -627,7 +609,7 @@ func (s *Server) deleteAdmins(w http.ResponseWriter, r *http.Request) {
 
 // tokenSelectors reads which users an api-tokens request is about: names=
 // on a FlashArray, admin_names= or admin_ids= on a FlashBlade.
-func (s *Server) tokenSelectors(w http.ResponseWriter, q url.Values, required bool) (userSelector, bool) {
+func (s *Server) tokenSelectors(w http.ResponseWriter, q url.Values, required bool) (selector, bool) {
 	if s.kind.adminIDs {
 		return userSelectors(w, q, "admin_names", "admin_ids", required)
 	}
@@ -647,7 +629,7 @@ func (k *kind) tokenParams() []string {
 func (s *Server) mayTouchTokens(w http.ResponseWriter, p principal, users []*localUser, what string) bool {
 	for _, u := range users {
 		if u.name != p.user {
-			return s.mayManageUsers(w, p, what+" of another user")
+			return p.mayManage(w, "role", what+" of another user")
 		}
 	}
 	return true

@@ -16,22 +16,10 @@ import (
 
 // ---- helpers ------------------------------------------------------------------
 
-// adminBody is a valid AdminPost for the kind with overrides: a nil value
-// drops the field, a json.RawMessage is sent as is.
+// adminBody is a valid AdminPost for the kind with overrides (see
+// jsonWith).
 func adminBody(role string, over map[string]any) string {
-	fields := map[string]any{"password": "s3cret-Pw", "role": map[string]string{"name": role}}
-	for k, v := range over {
-		if v == nil {
-			delete(fields, k)
-			continue
-		}
-		fields[k] = v
-	}
-	b, err := json.Marshal(fields)
-	if err != nil {
-		panic(err)
-	}
-	return string(b)
+	return jsonWith(map[string]any{"password": "s3cret-Pw", "role": map[string]string{"name": role}}, over)
 }
 
 // sel is the query that names user in api-tokens: names= on a FlashArray,
@@ -426,12 +414,7 @@ func TestAdminsPostRefusals(t *testing.T) {
 					hdr = nil
 				}
 				r := a.must("POST", c.path, c.body, hdr...)
-				errs, _ := r.body["errors"].([]any)
-				ctx := ""
-				if len(errs) == 1 {
-					ctx, _ = errs[0].(map[string]any)["context"].(string)
-				}
-				if r.status != c.want || !strings.Contains(r.message(), c.msg) || (c.want != 401 && ctx != c.context) {
+				if r.status != c.want || !strings.Contains(r.message(), c.msg) || (c.want != 401 && r.context() != c.context) {
 					t.Errorf("%s: %d %s, want %d %q with context %q", c.name, r.status, r.raw, c.want, c.msg, c.context)
 				}
 			}
@@ -450,7 +433,7 @@ func TestUserLimit(t *testing.T) {
 	a.addUser(sess, "u1", "readonly")
 	a.addUser(sess, "u2", "readonly")
 	r := a.must("POST", a.ver()+"/admins?names=u3", adminBody("readonly", nil), "x-auth-token", sess)
-	if r.status != 400 || !strings.Contains(r.message(), "limit of 4 local users") || r.body["errors"].([]any)[0].(map[string]any)["context"] != "u3" {
+	if r.status != 400 || !strings.Contains(r.message(), "limit of 4 local users") || r.context() != "u3" {
 		t.Errorf("over the limit: %d %s", r.status, r.raw)
 	}
 	a.must("DELETE", a.ver()+"/admins?names=u1", "", "x-auth-token", sess)

@@ -12,6 +12,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -38,10 +39,7 @@ func (s *Server) query(w http.ResponseWriter, r *http.Request, allowed ...string
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		ok := false
-		for _, a := range allowed {
-			ok = ok || a == k
-		}
+		ok := slices.Contains(allowed, k)
 		switch {
 		case ok && len(q[k]) > 1:
 			writeErrors(w, http.StatusBadRequest, k, fmt.Sprintf("Query parameter %s is given %d times: give it once, comma-separated.", k, len(q[k])))
@@ -73,9 +71,10 @@ func csv(v string) []string {
 	return out
 }
 
-// selector is the names= or ids= of a request.
+// selector is what a request names API clients or users by: names, or ids
+// when byID; no values when it names none.
 type selector struct {
-	param  string // "names" or "ids"
+	byID   bool
 	values []string
 }
 
@@ -91,9 +90,9 @@ func selectors(w http.ResponseWriter, q url.Values, required bool) (selector, bo
 		writeErrors(w, http.StatusBadRequest, "names", "names or ids is given empty.")
 		return selector{}, false
 	case len(ids) > 0:
-		return selector{param: "ids", values: ids}, true
+		return selector{byID: true, values: ids}, true
 	case len(names) > 0:
-		return selector{param: "names", values: names}, true
+		return selector{values: names}, true
 	case required:
 		writeErrors(w, http.StatusBadRequest, "names", "The ids or names parameter is required.")
 		return selector{}, false
@@ -108,14 +107,14 @@ func (s *Server) pick(sel selector) ([]*APIClient, []apiError) {
 	var missing []apiError
 	for _, v := range sel.values {
 		var c *APIClient
-		if sel.param == "names" {
-			c = s.clients[v]
-		} else {
+		if sel.byID {
 			for _, x := range s.clients {
 				if x.ID == v {
 					c = x
 				}
 			}
+		} else {
+			c = s.clients[v]
 		}
 		if c == nil {
 			missing = append(missing, apiError{Context: v, Message: "API client does not exist."})
@@ -177,15 +176,6 @@ func jsonErrorField(err error) string {
 	return ""
 }
 
-// mayManage refuses (403) a principal that may not change API clients.
-func (s *Server) mayManage(w http.ResponseWriter, p principal) bool {
-	if p.role != roleArrayAdmin {
-		writeErrors(w, http.StatusForbidden, "max_role", fmt.Sprintf("Forbidden: managing API clients needs the %s role; %s.", roleArrayAdmin, p.describe()))
-		return false
-	}
-	return true
-}
-
 // ---- the handlers ---------------------------------------------------------------
 
 // getClients is GET api-clients: all clients, or those names= or ids= give,
@@ -206,32 +196,33 @@ func (s *Server) getClients(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	// listParams is not used here: it takes total_item_count only as
+	// "true" or "false", while api-clients has always taken any spelling
+	// strconv.ParseBool does.
 	if q.Has("continuation_token") {
 		// This emulator never gives one out, so any is not one of its own.
 		writeErrors(w, http.StatusBadRequest, "continuation_token", "Invalid continuation_token.")
 		return
 	}
-	offset, ok := intParam(w, q, "offset")
-	if !ok {
+	lq := listQuery{hasLimit: q.Has("limit")}
+	if lq.offset, ok = intParam(w, q, "offset"); !ok {
 		return
 	}
-	limit, ok := intParam(w, q, "limit")
-	if !ok {
+	if lq.limit, ok = intParam(w, q, "limit"); !ok {
 		return
 	}
-	countWanted := false
 	if q.Has("total_item_count") {
 		b, err := strconv.ParseBool(q.Get("total_item_count"))
 		if err != nil {
 			writeErrors(w, http.StatusBadRequest, "total_item_count", "total_item_count must be true or false.")
 			return
 		}
-		countWanted = b
+		lq.countWanted = b
 	}
 
 	s.mu.Lock()
 	var picked []*APIClient
-	if sel.param == "" {
+	if len(sel.values) == 0 {
 		for _, c := range s.clients {
 			picked = append(picked, c)
 		}
@@ -245,27 +236,13 @@ func (s *Server) getClients(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	sort.Slice(picked, func(i, j int) bool { return picked[i].Name < picked[j].Name })
-	total := len(picked)
+	from, to := lq.page(len(picked))
 	items := []map[string]any{}
-	for i := offset; i < total && (!q.Has("limit") || len(items) < limit); i++ {
-		items = append(items, s.kind.wireClient(picked[i]))
+	for _, c := range picked[from:to] {
+		items = append(items, s.kind.wireClient(c))
 	}
 	s.mu.Unlock()
-
-	if s.kind.name == FlashArray {
-		// FA ApiClientGetResponse; total_item_count is null unless asked
-		// for, as the FA API documents.
-		var count any
-		if countWanted {
-			count = total
-		}
-		writeJSON(w, http.StatusOK, map[string]any{
-			"continuation_token": nil, "more_items_remaining": offset+len(items) < total,
-			"total_item_count": count, "items": items,
-		})
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"continuation_token": nil, "total_item_count": total, "items": items})
+	s.kind.writeList(w, items, len(picked), lq)
 }
 
 // intParam reads a non-negative integer query parameter (0 when absent).
@@ -313,7 +290,7 @@ func (s *Server) oneName(w http.ResponseWriter, r *http.Request, call, thing str
 // createClient is POST api-clients?names=<one name>: a new, disabled client.
 func (s *Server) createClient(w http.ResponseWriter, r *http.Request) {
 	p, ok := s.authenticate(w, r)
-	if !ok || !s.mayManage(w, p) {
+	if !ok || !p.mayManage(w, "max_role", "managing API clients") {
 		return
 	}
 	name, ok := s.oneName(w, r, "api-clients?names=<name>", "API client")
@@ -385,7 +362,7 @@ func (s *Server) createClient(w http.ResponseWriter, r *http.Request) {
 // a FlashBlade, change max_role).
 func (s *Server) patchClient(w http.ResponseWriter, r *http.Request) {
 	p, ok := s.authenticate(w, r)
-	if !ok || !s.mayManage(w, p) {
+	if !ok || !p.mayManage(w, "max_role", "managing API clients") {
 		return
 	}
 	q, ok := s.query(w, r, "names", "ids")
@@ -401,11 +378,7 @@ func (s *Server) patchClient(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	for field := range body {
-		known := false
-		for _, f := range s.kind.patchFields {
-			known = known || f == field
-		}
-		if !known {
+		if !slices.Contains(s.kind.patchFields, field) {
 			writeErrors(w, http.StatusBadRequest, field, fmt.Sprintf("Invalid body: unknown field %q: a %s's PATCH api-clients takes %s.", field, s.kind.product, strings.Join(s.kind.patchFields, ", ")))
 			return
 		}
@@ -456,7 +429,7 @@ func (s *Server) patchClient(w http.ResponseWriter, r *http.Request) {
 // 200 with no body (the SDK maps no response type for it).
 func (s *Server) deleteClient(w http.ResponseWriter, r *http.Request) {
 	p, ok := s.authenticate(w, r)
-	if !ok || !s.mayManage(w, p) {
+	if !ok || !p.mayManage(w, "max_role", "managing API clients") {
 		return
 	}
 	q, ok := s.query(w, r, "names", "ids")

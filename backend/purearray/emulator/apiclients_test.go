@@ -7,25 +7,13 @@ import (
 	"testing"
 )
 
-// createBodyFor is a valid create body for the kind, with overrides: a nil
-// value drops the field, a json.RawMessage is sent as is.
+// createBodyFor is a valid create body for the kind, with overrides (see
+// jsonWith).
 func createBodyFor(a *testArray, over map[string]any) string {
-	fields := map[string]any{
+	return jsonWith(map[string]any{
 		"issuer": "iss", "public_key": publicPEM(keyOne()), "access_token_ttl_in_ms": 3600000,
 		"max_role": json.RawMessage(a.role("readonly")),
-	}
-	for k, v := range over {
-		if v == nil {
-			delete(fields, k)
-			continue
-		}
-		fields[k] = v
-	}
-	b, err := json.Marshal(fields)
-	if err != nil {
-		panic(err)
-	}
-	return string(b)
+	}, over)
 }
 
 // Every refusal of POST api-clients, on each kind: status, message, and

@@ -43,6 +43,7 @@ import (
 	"fmt"
 	"log"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -172,9 +173,8 @@ type session struct {
 
 // Server is one emulated array.
 type Server struct {
-	opts     Options
-	kind     *kind
-	maxUsers int
+	opts Options
+	kind *kind
 	// signKey signs the access tokens (HS256: only the emulator verifies them).
 	signKey []byte
 	arrayID string
@@ -211,7 +211,6 @@ func New(opts Options) (*Server, error) {
 	s := &Server{
 		opts:     opts,
 		kind:     k,
-		maxUsers: opts.MaxUsers,
 		signKey:  []byte(randomHex(32)),
 		arrayID:  formatUUID(randomHex(16)),
 		clients:  map[string]*APIClient{},
@@ -231,8 +230,8 @@ func New(opts Options) (*Server, error) {
 		if s.users[u] != nil {
 			continue
 		}
-		if !k.userName.MatchString(u) {
-			return nil, fmt.Errorf("user %q: a %s local user name has %s", u, k.product, k.userNameRule)
+		if !localUserName.MatchString(u) {
+			return nil, fmt.Errorf("user %q: a %s local user name has %s", u, k.product, localUserNameRule)
 		}
 		s.addUser(u, roleArrayAdmin, false)
 	}
@@ -471,10 +470,8 @@ func methodNotAllowed(methods ...string) http.HandlerFunc {
 
 // allowMethods answers 405 unless r uses one of methods.
 func allowMethods(w http.ResponseWriter, r *http.Request, methods ...string) bool {
-	for _, m := range methods {
-		if r.Method == m {
-			return true
-		}
+	if slices.Contains(methods, r.Method) {
+		return true
 	}
 	methodNotAllowed(methods...)(w, r)
 	return false

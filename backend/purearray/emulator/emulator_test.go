@@ -116,6 +116,35 @@ func (r reply) message() string {
 	return s
 }
 
+// context is the context of a REST 2 error body's one error; "" unless it
+// has exactly one.
+func (r reply) context() string {
+	errs, _ := r.body["errors"].([]any)
+	if len(errs) != 1 {
+		return ""
+	}
+	m, _ := errs[0].(map[string]any)
+	s, _ := m["context"].(string)
+	return s
+}
+
+// jsonWith is fields as JSON with over applied: a nil value drops the
+// field, any other replaces it (a json.RawMessage is sent as is).
+func jsonWith(fields, over map[string]any) string {
+	for k, v := range over {
+		if v == nil {
+			delete(fields, k)
+			continue
+		}
+		fields[k] = v
+	}
+	b, err := json.Marshal(fields)
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}
+
 // items is the items list of a response.
 func (r reply) items() []map[string]any {
 	var out []map[string]any

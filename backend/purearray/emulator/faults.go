@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 )
@@ -81,23 +82,14 @@ type Fault struct {
 	After int `json:"after,omitempty"`
 }
 
-func oneOf(v string, set []string) bool {
-	for _, x := range set {
-		if x == v {
-			return true
-		}
-	}
-	return false
-}
-
 // Validate reports whether f can be served, saying how to fix it.
 func (f Fault) Validate() error {
 	isError := f.Mode == ModeError || f.Mode == ModeAppliedError
 	holds := f.Mode == ModeDelay || f.Mode == ModeHang || f.Mode == ModeAppliedHang
 	switch {
-	case !oneOf(f.Step, Steps):
+	case !slices.Contains(Steps, f.Step):
 		return fmt.Errorf("step %q is not a step: use one of %s", f.Step, strings.Join(Steps, ", "))
-	case !oneOf(f.Mode, Modes):
+	case !slices.Contains(Modes, f.Mode):
 		return fmt.Errorf("mode %q is not a fault mode: use one of %s", f.Mode, strings.Join(Modes, ", "))
 	case isError && (f.Status < 400 || f.Status > 599):
 		return fmt.Errorf("mode %s needs \"status\" between 400 and 599, got %d", f.Mode, f.Status)
@@ -210,12 +202,12 @@ func (s *Server) serveFault(w http.ResponseWriter, r *http.Request, step string,
 	case ModeError:
 		writeFaultError(w, step, f)
 	case ModeDelay:
-		bufferBody(w, r)
+		bufferBody(r)
 		if sleepCtx(ctx, d) {
 			h(w, r)
 		}
 	case ModeHang:
-		bufferBody(w, r)
+		bufferBody(r)
 		sleepCtx(ctx, d)
 		dropConnection(w)
 	case ModeDrop:
@@ -282,9 +274,9 @@ func dropConnection(w http.ResponseWriter) {
 // bufferBody reads the request body into memory and puts it back: net/http
 // notices a client hanging up (and cancels the request's context) only once
 // the body has been read, so without this a hang would outlast a client
-// that gave up long ago.
-func bufferBody(w http.ResponseWriter, r *http.Request) {
-	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+// that gave up long ago. Handler has capped the body already.
+func bufferBody(r *http.Request) {
+	b, err := io.ReadAll(r.Body)
 	var rest io.Reader = bytes.NewReader(b)
 	if err != nil {
 		rest = io.MultiReader(rest, errReader{err})

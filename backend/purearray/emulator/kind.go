@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 )
@@ -54,9 +55,6 @@ type kind struct {
 	tokenPrefix string
 	// arrayItem is the GET arrays item, fields of the SDK's model.
 	arrayItem func(s *Server, now time.Time) map[string]any
-	// userName and userNameRule are the local user name rule (admins.go).
-	userName     *regexp.Regexp
-	userNameRule string
 	// adminIDs: FB admins have an id (Admin 2.3), are selected by ids= as
 	// well as names=, and api-tokens by admin_names= or admin_ids= (its
 	// AdminApiToken names the user as an "admin" reference); FA admins
@@ -75,14 +73,7 @@ var localUserName = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$`)
 
 const localUserNameRule = "1 to 32 lowercase letters, digits and '-', starting and ending with a letter or digit"
 
-func (k *kind) offers(ver string) bool {
-	for _, v := range k.versions {
-		if v == ver {
-			return true
-		}
-	}
-	return false
-}
+func (k *kind) offers(ver string) bool { return slices.Contains(k.versions, ver) }
 
 // versionList is "<major>.0" to "<major>.<last>".
 func versionList(major, last int) []string {
@@ -109,8 +100,6 @@ var kinds = map[string]*kind{
 		clientName: regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$`),
 		nameRule:   "letters, digits and '-', starting and ending with a letter or digit, 1 to 63 characters",
 		// Local users (admins.go).
-		userName:        localUserName,
-		userNameRule:    localUserNameRule,
 		adminPostFields: []string{"password", "role"},
 		arrayItem: func(s *Server, now time.Time) map[string]any {
 			return map[string]any{
@@ -134,8 +123,6 @@ var kinds = map[string]*kind{
 		nameRule:    "letters, digits and '_' (no '-' or '.'), starting and ending with a letter or digit, 1 to 56 characters",
 		tokenPrefix: "T-",
 		// Local users (admins.go).
-		userName:        localUserName,
-		userNameRule:    localUserNameRule,
 		adminIDs:        true,
 		adminPostFields: []string{"password", "public_key", "role"},
 		arrayItem: func(s *Server, now time.Time) map[string]any {
@@ -190,18 +177,16 @@ func (k *kind) parseMaxRole(raw json.RawMessage) (string, error) {
 			return "", fmt.Errorf("max_role: %v.", err)
 		}
 	}
-	for _, r := range MaxRoles {
-		if r == role {
-			return role, nil
-		}
+	if !slices.Contains(MaxRoles, role) {
+		return "", fmt.Errorf("max_role %q is not a role: use one of %s.", role, strings.Join(MaxRoles, ", "))
 	}
-	return "", fmt.Errorf("max_role %q is not a role: use one of %s.", role, strings.Join(MaxRoles, ", "))
+	return role, nil
 }
 
 // wireMaxRole is max_role as the kind shows it.
 func (k *kind) wireMaxRole(role string) any {
 	if k.maxRoleAsReference {
-		return map[string]string{"name": role}
+		return roleRef(role)
 	}
 	return role
 }

@@ -107,6 +107,17 @@ func (p principal) describe() string {
 	return "this access token has " + p.role
 }
 
+// mayManage refuses (403) a principal that is not an array_admin, the one
+// role that may change API clients or users, or another user's token; what
+// is the refused act and context the field the refusal names.
+func (p principal) mayManage(w http.ResponseWriter, context, what string) bool {
+	if p.role != roleArrayAdmin {
+		writeErrors(w, http.StatusForbidden, context, fmt.Sprintf("Forbidden: %s needs the %s role; %s.", what, roleArrayAdmin, p.describe()))
+		return false
+	}
+	return true
+}
+
 // authenticate finds the session (x-auth-token) or the access token
 // (Authorization: Bearer) of r; on failure it has answered 401.
 func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (principal, bool) {

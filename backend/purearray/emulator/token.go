@@ -156,12 +156,5 @@ func (s *Server) arrays(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	item := s.kind.arrayItem(s, s.opts.Now())
-	if s.kind.name == FlashArray {
-		writeJSON(w, http.StatusOK, map[string]any{
-			"continuation_token": nil, "more_items_remaining": false, "total_item_count": nil, "items": []any{item},
-		})
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"continuation_token": nil, "total_item_count": 1, "items": []any{item}})
+	s.kind.writeList(w, []map[string]any{s.kind.arrayItem(s, s.opts.Now())}, 1, listQuery{})
 }
